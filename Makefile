@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine (README.md):
+#   make run    install, train (CPU preset), sweep ranks, compare with the JAX reference
+#   make test   install, run the unit and parity tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CIFAR10_DIR ?= $(abspath ../shared/cifar10)
+OUT ?= runs
+export CIFAR10_DIR
+
+.PHONY: install run test clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) scripts/train.py --out-dir $(OUT)/train
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,71 @@
+"""Train the take-home network on CIFAR-10 with the fixed recipe (Lightning).
+
+    python scripts/train.py                          # CPU preset, data from $CIFAR10_DIR
+    python scripts/train.py --data-dir ../shared/cifar10 --seed 7 --out-dir runs/seed7
+    python scripts/train.py --preset seed --accelerator gpu     # the take-home's protocol
+    python scripts/train.py --out-dir runs/train --resume       # continue a killed run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from torch_impl.data import DataError  # noqa: E402
+from torch_impl.training import PRESETS, config_from_preset, run_training  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="cpu: batch 128, 3500 steps; seed: batch 1000, 10001 steps (default: cpu)")
+    p.add_argument("--steps", type=int, help="optimizer steps (overrides the preset)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=42, help="init and shuffling seed (default: 42)")
+    p.add_argument("--eval-every", type=int, help="validate the EMA every N steps")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (resume loses at most N)")
+    p.add_argument("--data-dir", help="CIFAR-10 location (default: $CIFAR10_DIR)")
+    p.add_argument("--cache-dir", help="decoded-array cache (default: $SVD_COMPRESS_CACHE or ~/.cache/svd_compress)")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision into --data-dir")
+    p.add_argument("--out-dir", default="runs/train", help="checkpoints, logs, model.pt, metrics.json")
+    p.add_argument("--val-fraction", type=float, help="share of the training images held out (default 0.1)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images (smoke runs)")
+    p.add_argument("--test-limit", type=int, help="use only the first N test images (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoints/last.ckpt")
+    p.add_argument("--accelerator", default="auto", help="passed to lightning.Trainer (cpu, gpu, auto)")
+    p.add_argument("--devices", default="auto", help="passed to lightning.Trainer")
+    p.add_argument("--strategy", default="auto", help="passed to lightning.Trainer (e.g. ddp)")
+    p.add_argument("--no-progress-bar", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    try:
+        cfg = config_from_preset(
+            args.preset, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+            eval_every=args.eval_every, ckpt_every=args.ckpt_every, data_dir=args.data_dir,
+            cache_dir=args.cache_dir, out_dir=args.out_dir, download=args.download,
+            val_fraction=args.val_fraction, train_limit=args.train_limit, test_limit=args.test_limit,
+            accelerator=args.accelerator, devices=devices, strategy=args.strategy,
+            progress_bar=not args.no_progress_bar,
+        )
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    try:
+        metrics = run_training(cfg, resume=args.resume)
+    except (DataError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    summary = {k: metrics[k] for k in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {Path(cfg.out_dir) / 'model.pt'} and {Path(cfg.out_dir) / 'metrics.json'}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Shared fixtures: small image-folder trees written by the tests, and the real data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from torch_impl.data import CLASSES  # noqa: E402
+
+# Where CI finds the real CIFAR-10 (DEVELOPERS.md): $CIFAR10_DIR, else ../shared/cifar10.
+REAL_DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared" / "cifar10"))
+
+# Each class gets its own colour so that a few training steps can learn it.
+PALETTE = np.random.default_rng(1).integers(30, 226, size=(len(CLASSES), 3))
+
+
+def learnable_images(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(CLASSES)), n_per_class)
+    noise = rng.normal(0, 20, size=(len(labels), 32, 32, 3))
+    images = np.clip(PALETTE[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def write_image_folder(root: Path, n_train: int = 6, n_test: int = 2, fmt: str = "png") -> Path:
+    """``root/train/<class>/i.png`` + ``root/test/<class>/i.png`` with learnable colours."""
+    from PIL import Image
+
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        images, labels = learnable_images(n, seed)
+        for i, (img, label) in enumerate(zip(images, labels)):
+            d = root / split / CLASSES[label]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i:04d}.{fmt}")
+    return root
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "cifar")
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+class TinyNet(nn.Module):
+    """A small stand-in classifier on uint8 NHWC images, for fast Lightning tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32 * 32 * 3, len(CLASSES))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(images.float().flatten(1) / 255.0)

@@ -1,0 +1,27 @@
+"""A short run on the real CIFAR-10 copy (``../shared/cifar10`` or $CIFAR10_DIR)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REAL_DATA
+from torch_impl.training import TrainConfig, run_training
+
+CHANCE = 0.10
+MIN_ACCURACY = 0.30
+
+pytestmark = pytest.mark.skipif(not (REAL_DATA / "train").is_dir(),
+                                reason=f"real CIFAR-10 not found at {REAL_DATA} (set CIFAR10_DIR)")
+
+
+def test_few_hundred_steps_on_real_data_beat_chance(tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=300, batch_size=64, eval_every=300, ckpt_every=300, data_dir=str(REAL_DATA),
+                      out_dir=str(tmp_path / "run"), train_limit=20000, test_limit=2000,
+                      progress_bar=False, accelerator="cpu", devices=1)
+    metrics = run_training(cfg)
+    # After 300 steps the EMA (step 0.001) is still 74% initial weights, so the live
+    # weights are the ones that show learning here.
+    assert metrics["test_acc_live"] > MIN_ACCURACY, metrics
+    assert metrics["n_test"] == 2000 and metrics["steps"] == 300

@@ -1,0 +1,93 @@
+"""The fixed recipe: the loss, the L2 term's gradient through Adam, and the EMA rule."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.conftest import TinyNet, learnable_images
+from torch_impl.ema import TakeHomeEMA
+from torch_impl.lit_module import L2_COEF, LitClassifier, l2_term, recipe_loss
+
+LOSS_RTOL = 1e-6
+ADAM_ATOL = 1e-7  # fp32, three Adam steps of size ~1e-3
+EMA_ATOL = 1e-7
+
+
+def test_loss_matches_hand_computation() -> None:
+    model = TinyNet()
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    labels = torch.tensor([0, 3, 9, 3])
+    logits = model(images).double().detach().numpy()
+    xent = np.mean([math.log(np.exp(row).sum()) - row[y] for row, y in zip(logits, labels.tolist())])
+    sq = sum(float((p.double() ** 2).sum()) for p in model.parameters())  # biases included
+    expected = xent + 1e-4 * 0.5 * sq
+    got = float(recipe_loss(model, images, labels))
+    assert got == pytest.approx(expected, rel=LOSS_RTOL)
+    assert float(l2_term(list(model.parameters()))) == pytest.approx(1e-4 * 0.5 * sq, rel=LOSS_RTOL)
+
+
+def test_adam_weight_decay_equals_l2_in_the_loss() -> None:
+    """Training's fused path (xent + Adam weight_decay) takes the recipe's exact Adam steps."""
+    torch.manual_seed(0)
+    lit = LitClassifier(model=TinyNet())
+    with torch.no_grad():  # non-zero biases so that their L2 gradient matters too
+        lit.model.fc.bias.normal_()
+    ref = copy.deepcopy(lit.model)
+    opt_fast = lit.configure_optimizers()
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=1e-3)
+    images, labels = learnable_images(2, seed=0)
+    batch = (torch.from_numpy(images), torch.from_numpy(labels))
+    for _ in range(3):
+        opt_fast.zero_grad()
+        lit.training_step(batch, 0).backward()
+        opt_fast.step()
+        opt_ref.zero_grad()
+        recipe_loss(ref, *batch).backward()
+        opt_ref.step()
+    for (name, a), b in zip(lit.model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=ADAM_ATOL, msg=lambda m: f"{name}: {m}")
+    assert opt_fast.param_groups[0]["weight_decay"] == L2_COEF
+
+
+class RecordParams(Callback):
+    def __init__(self) -> None:
+        self.history: list[list[torch.Tensor]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.history.append([p.detach().clone() for p in pl_module.parameters()])
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.history.append([p.detach().clone() for p in pl_module.parameters()])
+
+
+def test_ema_starts_at_init_and_follows_the_take_home_rule() -> None:
+    torch.manual_seed(0)
+    images, labels = learnable_images(3, seed=0)
+    loader = DataLoader(TensorDataset(torch.from_numpy(images), torch.from_numpy(labels)), batch_size=10)
+    lit = LitClassifier(model=TinyNet())
+    ema, rec = TakeHomeEMA(step=0.1), RecordParams()  # a large step makes every update visible
+    trainer = L.Trainer(max_steps=5, callbacks=[ema, rec], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(lit, loader)
+    assert len(rec.history) == 6  # the initial weights and five steps
+    avg = [p.clone() for p in rec.history[0]]
+    for params in rec.history[1:]:
+        avg = [0.9 * a + 0.1 * p for a, p in zip(avg, params)]
+    for got, want in zip(lit.parameters(), avg):  # after fit the module holds the EMA
+        torch.testing.assert_close(got.detach(), want, rtol=0, atol=EMA_ATOL)
+    for got, want in zip(ema.live_state_dict.values(), rec.history[-1]):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_ema_step_is_validated() -> None:
+    with pytest.raises(ValueError, match="EMA step"):
+        TakeHomeEMA(step=0.0)

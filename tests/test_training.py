@@ -1,0 +1,85 @@
+"""End-to-end training runs on small synthetic image trees: learning, result files, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from tests.conftest import write_image_folder
+from torch_impl.checkpoint import load_model
+from torch_impl.training import TrainConfig, config_from_preset, run_training
+
+RESUME_ATOL = 1e-5  # only the summation order inside a shuffled batch differs
+
+
+def small_config(root: Path, tmp: Path, **kw) -> TrainConfig:
+    base = dict(steps=40, batch_size=32, eval_every=20, ckpt_every=20, log_every=5, data_dir=str(root),
+                cache_dir=str(tmp / "cache"), out_dir=str(tmp / "run"), progress_bar=False,
+                accelerator="cpu", devices=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_short_run_learns_and_writes_results(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "data", n_train=20, n_test=5)
+    metrics = run_training(small_config(root, tmp_path))
+    assert metrics["steps"] == 40
+    assert metrics["test_acc_live"] > 0.5  # chance is 0.1; the classes differ by colour
+    with open(tmp_path / "run" / "logs" / "version_0" / "metrics.csv") as f:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    print(losses)
+    assert len(losses) == 8 and sum(losses[-3:]) / 3 < 0.5 * losses[0]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s"):
+        assert key in saved
+    prov = saved["provenance"]
+    assert prov["seed"] == 42 and "torch" in prov["versions"] and prov["device"] and prov["git_commit"]
+    assert saved["config"]["batch_size"] == 32
+    net, meta = load_model(tmp_path / "run" / "model.pt")
+    assert meta["metrics"]["steps"] == 40
+    images = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    assert net(images).shape == (2, 10)
+
+
+class CrashAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_crash_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "data", n_train=4, n_test=1)
+    # One batch per epoch (40 images, batch 40): every step sees the same images, so the
+    # resumed run must land on the uninterrupted run's weights.
+    kw = dict(steps=6, batch_size=40, ckpt_every=2, eval_every=100, val_fraction=0.0)
+    full = run_training(small_config(root, tmp_path / "a", **kw))
+    cfg = small_config(root, tmp_path / "b", **kw)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(cfg, callbacks=[CrashAt(5)])
+    resumed = run_training(cfg, resume=True)
+    assert resumed["resumed_from_step"] == 4 and resumed["steps"] == full["steps"] == 6
+    a, _ = load_model(tmp_path / "a" / "run" / "model.pt")
+    b, _ = load_model(tmp_path / "b" / "run" / "model.pt")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=RESUME_ATOL, msg=lambda m: f"{name}: {m}")
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*last.ckpt"):
+        run_training(small_config(tmp_path, tmp_path), resume=True)
+
+
+def test_presets_and_bad_values() -> None:
+    assert config_from_preset("seed").batch_size == 1000 and config_from_preset("seed").steps == 10001
+    assert config_from_preset("cpu", steps=7).steps == 7
+    with pytest.raises(ValueError, match="unknown preset"):
+        config_from_preset("tpu")
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        config_from_preset("cpu", steps=0)

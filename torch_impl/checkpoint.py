@@ -1,0 +1,51 @@
+"""Saving and loading the trained dense network (EMA weights).
+
+Two files are understood: ``model.pt`` written by ``scripts/train.py`` (the plain
+``Net`` state dict plus metadata) and any Lightning ``.ckpt`` it wrote, whose
+``state_dict`` holds the EMA weights (``TakeHomeEMA`` puts them there) under ``model.``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torch_impl.model import Net
+
+FORMAT = "svd_compress.model/1"
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "state_dict": state, "meta": meta or {}}, path)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
+    """The dense ``Net`` stored at ``path`` (``model.pt`` or Lightning ``.ckpt``) and its metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python scripts/train.py` "
+                                "(it writes <out-dir>/model.pt) or pass --checkpoint PATH")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # pickle and zip errors come in many types
+        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
+    if isinstance(blob, dict) and blob.get("format") == FORMAT:
+        state, meta = blob["state_dict"], blob.get("meta", {})
+    elif isinstance(blob, dict) and "state_dict" in blob and "pytorch-lightning_version" in blob:
+        state = {k[len("model."):]: v for k, v in blob["state_dict"].items() if k.startswith("model.")}
+        meta = {"global_step": blob.get("global_step"), "hyper_parameters": blob.get("hyper_parameters")}
+    else:
+        raise ValueError(f"{path} is neither a model.pt from scripts/train.py nor a Lightning checkpoint")
+    net = Net()
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not hold this project's network: {err}") from None
+    return net.eval(), meta

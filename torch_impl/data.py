@@ -1,0 +1,245 @@
+"""CIFAR-10 as uint8 NHWC arrays, cached once, served by a ``LightningDataModule``.
+
+Two on-disk layouts are accepted:
+  * an image-folder tree ``train/<class>/*`` + ``test/<class>/*`` (read with
+    ``torchvision.datasets.ImageFolder``; ``../shared/cifar10`` is laid out this way);
+  * torchvision's ``cifar-10-batches-py`` (``torchvision.datasets.CIFAR10``), downloaded
+    on request with ``download=True``.
+
+Decoding 60,000 JPEGs takes a while, so the decoded arrays are written once to a cache
+directory (the data directory may be read-only) and later runs start in seconds. The
+same arrays are what the JAX reference trains on (``CIFAR10DataModule.numpy_splits``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATA_ENV = "CIFAR10_DIR"
+CACHE_ENV = "SVD_COMPRESS_CACHE"
+CACHE_VERSION = 1
+
+
+class DataError(RuntimeError):
+    """The data directory is missing, malformed or unreadable; the message says how to fix it."""
+
+
+@dataclass
+class CifarArrays:
+    """Images are uint8 ``[N, 32, 32, 3]`` (NHWC), labels int64 ``[N]``."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_ENV)
+    if not data_dir:
+        raise DataError(
+            f"no CIFAR-10 location given: pass --data-dir PATH or set {DATA_ENV}=PATH "
+            "(an image-folder tree train/<class>/, test/<class>/ or torchvision's cifar-10-batches-py)"
+        )
+    return Path(data_dir).expanduser().resolve()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "svd_compress")).expanduser()
+
+
+def _image_folder_files(root: Path, split: str) -> list[tuple[str, int]]:
+    from torchvision.datasets import ImageFolder
+
+    split_dir = root / split
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if tuple(found) != CLASSES:
+        raise DataError(
+            f"{split_dir}: expected one folder per CIFAR-10 class {list(CLASSES)}, found {found or 'none'}"
+        )
+    try:
+        folder = ImageFolder(str(split_dir))
+    except (FileNotFoundError, OSError) as err:  # e.g. a class folder with no image files
+        raise DataError(f"{split_dir}: {err}") from None
+    return folder.samples
+
+
+def _decode(path: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Exception as err:  # PIL raises several types for corrupt files
+        raise DataError(f"cannot read image {path}: {err}") from None
+    if arr.shape != (32, 32, 3):
+        raise DataError(f"image {path} has shape {arr.shape}, expected 32x32 RGB")
+    return arr
+
+
+def _read_image_folder(root: Path) -> CifarArrays:
+    out = []
+    for split in ("train", "test"):
+        samples = _image_folder_files(root, split)
+        paths = [p for p, _ in samples]
+        # PIL releases the GIL while decoding, so threads use both cores.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            images = list(tqdm(pool.map(_decode, paths, chunksize=256), total=len(paths),
+                               desc=f"decoding {split} images", unit="img"))
+        out += [np.stack(images), np.asarray([c for _, c in samples], dtype=np.int64)]
+    return CifarArrays(*out)
+
+
+def _read_torchvision(root: Path, download: bool) -> CifarArrays:
+    from torchvision.datasets import CIFAR10
+
+    out = []
+    for train in (True, False):
+        try:
+            ds = CIFAR10(str(root), train=train, download=download)
+        except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+            raise DataError(f"{root}: {err}") from None
+        except OSError as err:  # URLError and friends when offline
+            raise DataError(
+                f"could not download CIFAR-10 into {root} ({err}); this machine may be offline: "
+                f"point --data-dir or {DATA_ENV} at a local copy (train/<class>/ + test/<class>/ "
+                "image folders, or an extracted cifar-10-batches-py)"
+            ) from None
+        out += [np.ascontiguousarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)]
+    return CifarArrays(*out)
+
+
+def detect_layout(root: Path, download: bool = False) -> str:
+    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    if has_train and has_test:
+        return "image_folder"
+    if has_train or has_test:
+        missing = "test" if has_train else "train"
+        raise DataError(f"{root} has {'train' if has_train else 'test'}/ but no {missing}/: "
+                        "an image-folder copy of CIFAR-10 needs both train/<class>/ and test/<class>/")
+    if (root / "cifar-10-batches-py").is_dir() or download:
+        return "torchvision"
+    if not root.exists():
+        raise DataError(f"data directory {root} does not exist; pass --data-dir (or {DATA_ENV}) "
+                        "pointing at CIFAR-10, or add --download to fetch it there")
+    raise DataError(
+        f"{root} holds no CIFAR-10: expected train/<class>/*.jpg and test/<class>/*.jpg, "
+        "or torchvision's cifar-10-batches-py/ (add --download to fetch it)"
+    )
+
+
+def _fingerprint(root: Path, layout: str) -> str:
+    """Changes when files are added, removed or rewritten, so a stale cache is never read."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{layout}|{root}".encode())
+    base = root if layout == "image_folder" else root / "cifar-10-batches-py"
+    if base.exists():
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, name))
+                h.update(f"{dirpath}/{name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                 download: bool = False) -> CifarArrays:
+    """Decoded CIFAR-10, from the cache when its fingerprint matches, else decoded and cached."""
+    root = resolve_data_dir(data_dir)
+    layout = detect_layout(root, download)
+    if layout == "torchvision" and download:
+        _read_torchvision(root, download=True)  # fetch first so the fingerprint sees the files
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache_file = cache / f"cifar10-{_fingerprint(root, layout)}.npz"
+    if cache_file.exists():
+        with np.load(cache_file) as z:
+            return CifarArrays(**{k: z[k] for k in CifarArrays.__dataclass_fields__})
+    arrays = _read_image_folder(root) if layout == "image_folder" else _read_torchvision(root, False)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays.__dict__)
+        os.replace(tmp, cache_file)  # atomic: a concurrent reader never sees half a file
+    except OSError as err:
+        print(f"warning: could not write the decoded-data cache to {cache} ({err}); "
+              f"set {CACHE_ENV} to a writable directory to start faster next time")
+    return arrays
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of the training indices into (train, validation), both in random order.
+
+    The order stays shuffled so that a prefix (``train_limit``) is a random subset: the
+    image-folder layout stores the images sorted by class.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return perm[n_val:], perm[:n_val]
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10 train/val/test loaders over uint8 NHWC tensors (the model normalizes)."""
+
+    def __init__(self, data_dir: str | None = None, cache_dir: str | None = None, batch_size: int = 128,
+                 eval_batch_size: int = 1000, val_fraction: float = 0.1, split_seed: int = 0,
+                 download: bool = False, train_limit: int | None = None, test_limit: int | None = None,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+        split_train_val(10, val_fraction, split_seed)  # validates val_fraction early
+        self.save_hyperparameters()
+        self._splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def prepare_data(self) -> None:
+        load_cifar10(self.hparams.data_dir, self.hparams.cache_dir, self.hparams.download)
+
+    def numpy_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{"train"|"val"|"test": (uint8 images NHWC, int64 labels)}``, shared with ``jax_ref``."""
+        if self._splits is None:
+            hp = self.hparams
+            arr = load_cifar10(hp.data_dir, hp.cache_dir, hp.download)
+            tr, va = split_train_val(len(arr.train_labels), hp.val_fraction, hp.split_seed)
+            tr = tr[: hp.train_limit] if hp.train_limit else tr
+            te = np.arange(len(arr.test_labels))
+            if hp.test_limit:  # a seeded random subset: the test images are stored by class
+                te = np.sort(np.random.default_rng(hp.split_seed).permutation(te)[: hp.test_limit])
+            self._splits = {
+                "train": (arr.train_images[tr], arr.train_labels[tr]),
+                "val": (arr.train_images[va], arr.train_labels[va]),
+                "test": (arr.test_images[te], arr.test_labels[te]),
+            }
+        return self._splits
+
+    def setup(self, stage: str | None = None) -> None:
+        self.numpy_splits()
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        images, labels = self.numpy_splits()[split]
+        ds = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+        bs = self.hparams.batch_size if train else self.hparams.eval_batch_size
+        return DataLoader(ds, batch_size=bs, shuffle=train, drop_last=train and len(ds) >= bs,
+                          num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # An empty list tells Lightning there is no validation (val_fraction=0).
+        return self._loader("val", train=False) if len(self.numpy_splits()["val"][1]) else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,84 @@
+"""The take-home's fixed training recipe as a ``LightningModule``.
+
+Recipe: Adam(lr=1e-3); loss = mean softmax cross-entropy + 1e-4 * 0.5 * sum of the
+squares of *all* parameters (biases included, as the take-home's reference fix does);
+the EMA of the parameters (``torch_impl.ema.TakeHomeEMA``) is what gets evaluated.
+
+The L2 term's gradient, 1e-4 * p, is applied by Adam's coupled ``weight_decay`` (which
+adds ``weight_decay * p`` to every gradient before the moment updates, exactly the
+gradient of the term) instead of through autograd: on 2 CPU cores that saved 80 ms of
+a 240 ms step. The logged loss still includes the term; ``recipe_loss`` is the
+autograd form, and ``tests/test_recipe.py`` checks that both give the same Adam step.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from torch_impl.model import NUM_CLASSES, build_model
+
+LEARNING_RATE = 1e-3
+L2_COEF = 1e-4
+
+
+def l2_term(params: list[torch.Tensor], coef: float = L2_COEF) -> torch.Tensor:
+    """``coef * 0.5 * sum(p**2)`` over every parameter tensor."""
+    return coef * 0.5 * torch.stack([p.pow(2).sum() for p in params]).sum()
+
+
+def recipe_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                coef: float = L2_COEF) -> torch.Tensor:
+    """The take-home's full loss, differentiable: mean cross-entropy plus the L2 term."""
+    return F.cross_entropy(model(images), labels) + l2_term(list(model.parameters()), coef)
+
+
+class LitClassifier(L.LightningModule):
+    """Wraps any classifier taking uint8 NHWC images (the dense ``Net`` by default)."""
+
+    def __init__(self, model: nn.Module | None = None, init_seed: int = 42, lr: float = LEARNING_RATE,
+                 l2_coef: float = L2_COEF, fused_adam: bool | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model if model is not None else build_model(init_seed)
+        self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
+        self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
+        self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self.model(images)
+        xent = F.cross_entropy(logits, labels)
+        with torch.no_grad():  # its gradient comes from Adam's weight_decay, see module doc
+            l2 = l2_term([p.detach() for p in self.model.parameters()], self.hparams.l2_coef)
+        self.train_acc(logits, labels)
+        self.log_dict({"train/loss": xent + l2, "train/xent": xent, "train/acc": self.train_acc},
+                      prog_bar=True, on_step=True, on_epoch=False)
+        return xent
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: torchmetrics.Metric,
+                   prefix: str) -> None:
+        images, labels = batch
+        logits = self.model(images)
+        metric(logits, labels)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), on_epoch=True)
+        self.log(f"{prefix}/acc", metric, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_acc, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_acc, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        fused = self.hparams.fused_adam
+        if fused is None:  # the fused kernel exists on CPU and CUDA; foreach elsewhere
+            fused = self.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.l2_coef, fused=fused)
