@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CIFAR10_DIR ?= $(abspath ../shared/cifar10)
 OUT ?= runs
+TRAIN_ARGS ?=
 export CIFAR10_DIR
 
 .PHONY: install run test clean
@@ -18,7 +19,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(PY) scripts/train.py --out-dir $(OUT)/train
+	$(PY) scripts/train.py --out-dir $(OUT)/train $(TRAIN_ARGS)
+	$(PY) scripts/sweep_ranks.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/sweep
+	$(PY) scripts/parity_report.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/parity
+	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots)"
 
 test: install
 	$(PY) -m pytest -q

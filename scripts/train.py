@@ -4,6 +4,7 @@
     python scripts/train.py --data-dir ../shared/cifar10 --seed 7 --out-dir runs/seed7
     python scripts/train.py --preset seed --accelerator gpu     # the take-home's protocol
     python scripts/train.py --out-dir runs/train --resume       # continue a killed run
+    python scripts/train.py --framework jax --out-dir runs/jax  # the JAX/Haiku reference
 """
 
 from __future__ import annotations
@@ -11,16 +12,50 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from torch_impl.data import DataError  # noqa: E402
-from torch_impl.training import PRESETS, config_from_preset, run_training  # noqa: E402
+from torch_impl.data import CIFAR10DataModule  # noqa: E402
+from torch_impl.runtime import flush_denormals  # noqa: E402
+from torch_impl.provenance import provenance, write_json  # noqa: E402
+from torch_impl.training import PRESETS, TrainConfig, config_from_preset, run_training  # noqa: E402
+
+
+def run_jax_training(cfg: TrainConfig) -> dict:
+    """The same recipe and budget through ``jax_ref`` (fed the data module's numpy arrays)."""
+    import jax
+
+    from jax_ref.train import accuracy, save_params, train
+
+    splits = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, val_fraction=cfg.val_fraction,
+                               download=cfg.download, train_limit=cfg.train_limit,
+                               test_limit=cfg.test_limit).numpy_splits()
+    start = time.perf_counter()
+    val = splits["val"] if len(splits["val"][1]) else None
+    out = train(splits["train"], cfg.steps, cfg.batch_size, cfg.seed, eval_data=val,
+                eval_every=cfg.eval_every, progress=cfg.progress_bar)
+    metrics = {
+        "framework": "jax",
+        "test_acc_ema": accuracy(out["avg_params"], *splits["test"]),
+        "test_acc_live": accuracy(out["params"], *splits["test"]),
+        "steps": cfg.steps, "train_time_s": out["train_time_s"], "wall_time_s": time.perf_counter() - start,
+        "images_per_s": out["images_per_s"], "evals": out["evals"], "final_loss": float(out["losses"][-1]),
+        "n_train": len(splits["train"][1]), "n_test": len(splits["test"][1]), "config": asdict(cfg),
+        "provenance": provenance(seed=cfg.seed, jax_backend=jax.default_backend()),
+    }
+    save_params(Path(cfg.out_dir) / "params.npz", jax.device_get(out["avg_params"]))
+    write_json(Path(cfg.out_dir) / "metrics.json", metrics)
+    return metrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--framework", choices=("torch", "jax"), default="torch",
+                   help="torch: Lightning (default); jax: the jax_ref reference, same recipe")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="cpu: batch 128, 3500 steps; seed: batch 1000, 10001 steps (default: cpu)")
     p.add_argument("--steps", type=int, help="optimizer steps (overrides the preset)")
@@ -45,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     try:
         cfg = config_from_preset(
@@ -55,15 +91,21 @@ def main(argv: list[str] | None = None) -> dict:
             accelerator=args.accelerator, devices=devices, strategy=args.strategy,
             progress_bar=not args.no_progress_bar,
         )
+        if args.framework == "jax" and args.resume:
+            raise ValueError("--resume is for the torch trainer; a jax_ref run restarts from the init")
     except ValueError as err:
         sys.exit(f"error: {err}")
     try:
-        metrics = run_training(cfg, resume=args.resume)
+        if args.framework == "jax":
+            metrics = run_jax_training(cfg)
+        else:
+            metrics = run_training(cfg, resume=args.resume)
     except (DataError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     summary = {k: metrics[k] for k in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")}
     print(json.dumps(summary, indent=2))
-    print(f"wrote {Path(cfg.out_dir) / 'model.pt'} and {Path(cfg.out_dir) / 'metrics.json'}")
+    weights = "params.npz" if args.framework == "jax" else "model.pt"
+    print(f"wrote {Path(cfg.out_dir) / weights} and {Path(cfg.out_dir) / 'metrics.json'}")
     return metrics
 
 

@@ -65,6 +65,7 @@ def test_resume_after_crash_matches_an_uninterrupted_run(tmp_path: Path) -> None
         run_training(cfg, callbacks=[CrashAt(5)])
     resumed = run_training(cfg, resume=True)
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == full["steps"] == 6
+    assert resumed["ema_updates"] == full["ema_updates"] == 6  # the EMA's count came back too
     a, _ = load_model(tmp_path / "a" / "run" / "model.pt")
     b, _ = load_model(tmp_path / "b" / "run" / "model.pt")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):

@@ -74,7 +74,11 @@ def _last_checkpoint(out_dir: Path) -> Path:
 
 def run_training(cfg: TrainConfig, resume: bool = False,
                  callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train with the fixed recipe; returns (and writes to ``metrics.json``) the results."""
+    """Train with the fixed recipe; returns (and writes to ``metrics.json``) the results.
+
+    Call ``torch_impl.runtime.flush_denormals()`` at the start of the process (as
+    ``scripts/train.py`` does): without it the steps slow down 2-3x as training goes on.
+    """
     out_dir = Path(cfg.out_dir)
     ckpt_path = _last_checkpoint(out_dir) if resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -97,6 +101,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - start
     steps_done = trainer.global_step
+    val = trainer.callback_metrics.get("val/acc")  # read before testing replaces the metrics
 
     # After fit the module holds the EMA (WeightAveraging copies it in at train end).
     ema_test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]
@@ -105,13 +110,13 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     live_test = trainer.test(live, datamodule=dm, verbose=False)[0]["test/acc"]
     wall = time.perf_counter() - start
 
-    val = trainer.callback_metrics.get("val/acc")
     metrics = {
         "test_acc_ema": ema_test,
         "test_acc_live": live_test,
         "val_acc_ema_last": float(val) if val is not None else None,
         "steps": steps_done,
         "resumed_from_step": start_step,
+        "ema_updates": int(ema._average_model.n_averaged) - 1,  # the first "update" copies the init
         "train_time_s": train_time,
         "wall_time_s": wall,
         "images_per_s": (steps_done - start_step) * cfg.batch_size / train_time,

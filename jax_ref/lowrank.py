@@ -1,0 +1,137 @@
+"""The take-home's Parts 2 and 3 in JAX: truncated SVD of each linear weight, and a sweep.
+
+Part 2 ("reconstructed"): each ``w [in, out]`` is replaced by ``u @ v`` in the dense net.
+Part 3 ("factorized"): the low-rank net applies ``x @ u`` then ``@ v``.
+A rank fraction f keeps ``max(1, floor(f * min(in, out)))`` singular values.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jax_ref.model import FC_NAMES, MLP_IN, MLP_WIDTHS, low_rank_net, net
+
+_FLOOR_SLACK = 1e-9  # as in the torch rule: 0.7 * 10 must keep 7 values, not 6
+CONV_MACS = 32 * 32 * 18 * (5 * 5 * 3) + 16 * 16 * 48 * (5 * 5 * 18)  # per example, both convs
+
+
+def rank_for(rank_fraction: float, n_in: int, n_out: int) -> int:
+    if not 0.0 < rank_fraction <= 1.0:
+        raise ValueError(f"rank_fraction must be in (0, 1], got {rank_fraction}")
+    return max(1, math.floor(rank_fraction * min(n_in, n_out) + _FLOOR_SLACK))
+
+
+def ranks_for(rank_fraction: float) -> list[int]:
+    return [rank_for(rank_fraction, i, o) for i, o in zip(MLP_IN, MLP_WIDTHS)]
+
+
+def rank_approximated_weight(weight: jnp.ndarray, rank: int, svd: tuple | None = None
+                             ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Truncated SVD ``weight [in, out] ~= u @ v`` with ``u [in, r]``, ``v [r, out]`` (s folded into v).
+
+    ``svd`` may pass ``jnp.linalg.svd(weight, full_matrices=False)`` computed earlier.
+    """
+    if not 1 <= rank <= min(weight.shape):
+        raise ValueError(f"rank must be in [1, {min(weight.shape)}] for a {weight.shape} weight, got {rank}")
+    u, s, vh = svd if svd is not None else jnp.linalg.svd(weight, full_matrices=False)
+    return u[:, :rank].astype(weight.dtype), (s[:rank, None] * vh[:rank]).astype(weight.dtype)
+
+
+def layer_svds(params: hk.Params) -> dict[str, tuple]:
+    """The SVD of each linear weight, computed once for a whole sweep."""
+    return {name: jnp.linalg.svd(params[name]["w"], full_matrices=False) for name in FC_NAMES}
+
+
+def factorized_params(params: hk.Params, ranks: Sequence[int | None], svds: dict | None = None) -> hk.Params:
+    """Parameters for ``low_rank_net(ranks)`` from dense ones."""
+    out = {k: v for k, v in params.items() if not k.startswith("fc")}
+    for name, rank in zip(FC_NAMES, ranks):
+        if rank is None:
+            out[name] = params[name]
+            continue
+        u, v = rank_approximated_weight(params[name]["w"], rank, (svds or {}).get(name))
+        out[f"{name}_u"] = {"w": u}
+        out[f"{name}_v"] = {"w": v, "b": params[name]["b"]}
+    return out
+
+
+def reconstructed_params(params: hk.Params, ranks: Sequence[int | None], svds: dict | None = None) -> hk.Params:
+    """Dense parameters whose linear weights are replaced by their rank-r products."""
+    out = dict(params)
+    for name, rank in zip(FC_NAMES, ranks):
+        if rank is not None:
+            u, v = rank_approximated_weight(params[name]["w"], rank, (svds or {}).get(name))
+            out[name] = {"w": u @ v, "b": params[name]["b"]}
+    return out
+
+
+def compute_eval_metrics(apply_fn: Callable, params: hk.Params, images: np.ndarray, labels: np.ndarray,
+                         n_samples: int, warmup: int = 2) -> tuple[float, list[float]]:
+    """The take-home's metric: accuracy on the batch, and the seconds per call for ``n_samples``
+    calls after ``warmup`` (compilation included there), each ended by ``block_until_ready``."""
+    predict = jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x), axis=-1))
+    images = jax.device_put(images)
+    for _ in range(warmup):
+        preds = predict(params, images).block_until_ready()
+    durations = []
+    for _ in range(n_samples):
+        start = time.perf_counter()
+        preds = predict(params, images).block_until_ready()
+        durations.append(time.perf_counter() - start)
+    return float(np.mean(np.asarray(preds) == labels)), durations
+
+
+def _repeats(batch_size: int) -> tuple[int, int]:
+    return (2, 7) if batch_size >= 1000 else (5, 30) if batch_size >= 32 else (20, 200)
+
+
+def sweep_point(apply_fn: Callable, params: hk.Params, images: np.ndarray, labels: np.ndarray,
+                batch_sizes: Iterable[int]) -> dict[str, Any]:
+    row: dict[str, Any] = {"params": int(sum(np.size(p) for p in jax.tree_util.tree_leaves(params)))}
+    for bs in batch_sizes:
+        warmup, n = _repeats(bs)
+        acc, durations = compute_eval_metrics(apply_fn, params, images[:bs], labels[:bs], n, warmup)
+        per_ex = [d / bs * 1e6 for d in durations]
+        q = statistics.quantiles(per_ex, n=4)
+        row[f"latency_us_b{bs}"], row[f"latency_iqr_us_b{bs}"] = statistics.median(per_ex), q[2] - q[0]
+        if bs == len(labels):
+            row["test_acc"] = acc
+    return row
+
+
+def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
+              fractions: Iterable[float], modes: Iterable[str] = ("factorized", "reconstructed"),
+              batch_sizes: Iterable[int] = (10_000, 1), progress: bool = True) -> list[dict[str, Any]]:
+    """Rows in the torch sweep's schema (``framework='jax'``): dense, then (mode, fraction) points."""
+    batch_sizes = list(batch_sizes)
+    if len(labels) not in batch_sizes:  # accuracy is always taken on the whole set
+        batch_sizes = [len(labels), *batch_sizes]
+    points = [("dense", None)] + [(m, f) for m in modes for f in fractions]
+    svds = layer_svds(params)
+    rows = []
+    for mode, fraction in tqdm(points, desc="jax rank sweep", unit="point", disable=not progress):
+        if mode == "dense":
+            ranks, fn, p = [None] * len(FC_NAMES), net.apply, params
+        elif mode == "factorized":
+            ranks = ranks_for(fraction)
+            fn, p = low_rank_net(ranks).apply, factorized_params(params, ranks, svds)
+        elif mode == "reconstructed":
+            ranks = ranks_for(fraction)
+            fn, p = net.apply, reconstructed_params(params, ranks, svds)
+        else:
+            raise ValueError(f"mode must be factorized or reconstructed, got {mode!r}")
+        mlp_macs = sum(i * o if r is None or mode == "reconstructed" else r * (i + o)
+                       for r, i, o in zip(ranks, MLP_IN, MLP_WIDTHS))
+        rows.append({"framework": "jax", "mode": mode, "rank_fraction": fraction, "ranks": ranks,
+                     "mlp_macs": mlp_macs, "total_macs": CONV_MACS + mlp_macs,
+                     **sweep_point(fn, p, images, labels, batch_sizes)})
+    return rows

@@ -1,0 +1,126 @@
+"""The take-home's training recipe in JAX/optax, on plain numpy uint8 arrays.
+
+Adam 1e-3; loss = mean softmax cross-entropy + 1e-4 * 0.5 * sum of squared parameters
+(the gradient of the whole loss comes from ``jax.grad``); after every step the EMA
+``avg = optax.incremental_update(params, avg, 0.001)``, starting from the initial weights.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jax_ref.model import init_params, net
+
+LEARNING_RATE = 1e-3
+L2_COEF = 1e-4
+EMA_STEP = 1e-3
+
+optimizer = optax.adam(LEARNING_RATE)
+
+
+def l2_term(params: hk.Params) -> jnp.ndarray:
+    return L2_COEF * 0.5 * sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params))
+
+
+def loss_fn(params: hk.Params, images: jnp.ndarray, labels: jnp.ndarray,
+            apply_fn: Callable = net.apply) -> jnp.ndarray:
+    logits = apply_fn(params, images)
+    xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return xent + l2_term(params)
+
+
+@jax.jit
+def update(params: hk.Params, opt_state: optax.OptState, images: jnp.ndarray,
+           labels: jnp.ndarray) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
+    loss, grads = jax.value_and_grad(loss_fn)(params, images, labels)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+@jax.jit
+def ema_update(params: hk.Params, avg_params: hk.Params) -> hk.Params:
+    return optax.incremental_update(params, avg_params, step_size=EMA_STEP)
+
+
+@partial(jax.jit, static_argnums=0)
+def _predict(apply_fn: Callable, params: hk.Params, images: jnp.ndarray) -> jnp.ndarray:
+    return jnp.argmax(apply_fn(params, images), axis=-1)
+
+
+def accuracy(params: hk.Params, images: np.ndarray, labels: np.ndarray, apply_fn: Callable = net.apply,
+             chunk: int = 2000) -> float:
+    correct = 0
+    for i in range(0, len(labels), chunk):
+        correct += int((np.asarray(_predict(apply_fn, params, images[i: i + chunk])) == labels[i: i + chunk]).sum())
+    return correct / len(labels)
+
+
+def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) -> Iterator[tuple]:
+    """Endless shuffled batches (a new seeded permutation each epoch; the last partial batch dropped)."""
+    if len(labels) < batch_size:
+        raise ValueError(f"batch size {batch_size} is larger than the {len(labels)} training images")
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(len(labels))
+        for i in range(0, len(perm) - batch_size + 1, batch_size):
+            idx = perm[i: i + batch_size]
+            yield images[idx], labels[idx]
+
+
+def train(train_data: tuple[np.ndarray, np.ndarray], steps: int, batch_size: int, seed: int = 42,
+          params: hk.Params | None = None, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+          eval_every: int = 0, progress: bool = True, stream: Iterator[tuple] | None = None) -> dict[str, Any]:
+    """Run the recipe; returns live and EMA params, the loss per step, and timings.
+
+    ``stream`` overrides the shuffled batches (the parity tests feed torch's batches).
+    """
+    params = init_params(seed) if params is None else params
+    avg_params = params
+    opt_state = optimizer.init(params)
+    losses, evals = [], []
+    stream = stream if stream is not None else batches(*train_data, batch_size, seed)
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc="jax train", unit="step", disable=not progress)
+    for step in bar:
+        images, labels = next(stream)
+        params, opt_state, loss = update(params, opt_state, images, labels)
+        avg_params = ema_update(params, avg_params)
+        losses.append(loss)
+        if eval_data is not None and eval_every and (step + 1) % eval_every == 0:
+            evals.append({"step": step + 1, "val_acc_ema": accuracy(avg_params, *eval_data)})
+            bar.set_postfix(val_acc_ema=f"{evals[-1]['val_acc_ema']:.3f}")
+    jax.block_until_ready(avg_params)
+    train_time = time.perf_counter() - start
+    return {"params": params, "avg_params": avg_params, "losses": np.asarray(jax.device_get(losses)),
+            "evals": evals, "train_time_s": train_time, "images_per_s": steps * batch_size / train_time}
+
+
+def save_params(path: str | Path, params: hk.Params) -> Path:
+    """Flat ``.npz`` with keys ``module/name`` (e.g. ``fc1/w``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = {f"{m}/{n}": np.asarray(v) for m, d in params.items() for n, v in d.items()}
+    np.savez(path, **flat)
+    return path
+
+
+def load_params(path: str | Path) -> hk.Params:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Haiku parameters at {path}")
+    out: dict[str, dict[str, jnp.ndarray]] = {}
+    with np.load(path) as z:
+        for key in z.files:
+            module, name = key.rsplit("/", 1)
+            out.setdefault(module, {})[name] = jnp.asarray(z[key])
+    return out

@@ -1,0 +1,46 @@
+"""Fixtures shared by the parity tests: real test images and a briefly trained network.
+
+The torch side and the JAX side meet only here and in the tests: ``jax_ref`` receives
+plain numpy arrays (images, labels, Haiku parameter trees from ``torch_impl.haiku_convert``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from torch_impl.data import CIFAR10DataModule  # noqa: E402
+from torch_impl.lit_module import LitClassifier  # noqa: E402
+from torch_impl.model import Net  # noqa: E402
+
+REAL_DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared" / "cifar10"))
+needs_real_data = pytest.mark.skipif(not (REAL_DATA / "train").is_dir(),
+                                     reason=f"real CIFAR-10 not found at {REAL_DATA} (set CIFAR10_DIR)")
+TRAIN_STEPS = 200  # enough for clear class margins and an accuracy curve worth comparing
+
+
+@pytest.fixture(scope="session")
+def real_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if not (REAL_DATA / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 not found at {REAL_DATA} (set CIFAR10_DIR)")
+    return CIFAR10DataModule(str(REAL_DATA), batch_size=128).numpy_splits()
+
+
+@pytest.fixture(scope="session")
+def trained_net(real_splits) -> Net:
+    """The recipe's live weights after a short Lightning run on real images."""
+    L.seed_everything(0, verbose=False)
+    dm = CIFAR10DataModule(str(REAL_DATA), batch_size=128, train_limit=20000)
+    module = LitClassifier(init_seed=42)
+    trainer = L.Trainer(max_steps=TRAIN_STEPS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
+    trainer.fit(module, datamodule=dm)
+    return module.model.eval()

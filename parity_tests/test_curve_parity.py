@@ -1,0 +1,54 @@
+"""From the same trained weights, both frameworks' accuracy-vs-rank curves agree point by point."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstructed_params
+from jax_ref.model import low_rank_net, net
+from jax_ref.train import accuracy as jax_accuracy
+from torch_impl.haiku_convert import torch_to_haiku
+from torch_impl.lowrank import compress_model, model_svds
+from torch_impl.sweep import DEFAULT_FRACTIONS, accuracy as torch_accuracy
+
+CURVE_ATOL_PP = 0.1  # percentage points, per point (10 of the 10,000 test images)
+
+
+@pytest.fixture(scope="module")
+def curves(trained_net, real_splits) -> dict[str, dict[str, list[float]]]:
+    images, labels = real_splits["test"]
+    dense = jax.device_get(torch_to_haiku(trained_net))
+    t_svds, j_svds = model_svds(trained_net), layer_svds(dense)  # once, as the sweeps do
+    out = {"torch": {}, "jax": {}}
+    for mode in ("factorized", "reconstructed"):
+        t_curve, j_curve = [], []
+        for f in DEFAULT_FRACTIONS:
+            small, _ = compress_model(trained_net, rank_fraction=f, mode=mode, svds=t_svds)
+            t_curve.append(100 * torch_accuracy(small, torch.from_numpy(images), torch.from_numpy(labels)))
+            ranks = ranks_for(f)
+            if mode == "factorized":
+                j_curve.append(100 * jax_accuracy(factorized_params(dense, ranks, j_svds), images, labels,
+                                                  low_rank_net(ranks).apply))
+            else:
+                j_curve.append(100 * jax_accuracy(reconstructed_params(dense, ranks, j_svds), images, labels,
+                                                  net.apply))
+        out["torch"][mode], out["jax"][mode] = t_curve, j_curve
+    return out
+
+
+@pytest.mark.parametrize("mode", ["factorized", "reconstructed"])
+def test_accuracy_curves_agree_point_by_point(curves, mode: str) -> None:
+    t, j = np.array(curves["torch"][mode]), np.array(curves["jax"][mode])
+    diff = np.abs(t - j)
+    assert diff.max() <= CURVE_ATOL_PP, (
+        f"{mode}: |torch - jax| up to {diff.max():.2f} pp; torch {np.round(t, 2)}, jax {np.round(j, 2)}")
+
+
+def test_curves_are_a_real_sweep(curves) -> None:
+    """The compared curves span real change: full rank is accurate, rank 0.1 much less so."""
+    t = curves["torch"]["factorized"]
+    assert t[0] > 30.0 and t[-1] < t[0] - 5.0, t
+    np.testing.assert_allclose(curves["torch"]["factorized"], curves["torch"]["reconstructed"], atol=CURVE_ATOL_PP)

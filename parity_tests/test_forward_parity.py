@@ -1,0 +1,117 @@
+"""Same weights, same logits: dense and low-rank, torch vs the JAX/Haiku reference."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstructed_params
+from jax_ref.model import init_params, low_rank_net, net
+from torch_impl.haiku_convert import haiku_to_torch, torch_to_haiku
+from torch_impl.latency import predict
+from torch_impl.lowrank import compress_model, model_svds
+from torch_impl.model import build_model
+
+LOGITS_ATOL = 2e-4  # fp32 convolutions and 3072-long dot products summed in different orders
+LOGITS_RTOL = 1e-4
+TIE_MARGIN = 1e-3  # a top-2 logit gap below this may flip between frameworks; never seen here
+FRACTIONS = (1.0, 0.5, 0.2, 0.1)
+
+
+@pytest.fixture(scope="module")
+def svds(trained_net):
+    """Each framework's own SVDs of the trained weights, computed once for every fraction."""
+    return model_svds(trained_net), layer_svds(torch_to_haiku(trained_net))
+
+
+def jax_logits(apply_fn, params, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
+    fn = jax.jit(apply_fn)
+    return np.concatenate([np.asarray(fn(params, images[i: i + chunk])) for i in range(0, len(images), chunk)])
+
+
+def torch_logits(model, images: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return predict(model.eval(), torch.from_numpy(images)).numpy()
+
+
+def assert_logits_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want), rtol=LOGITS_RTOL,
+                               atol=LOGITS_ATOL, msg=lambda m: f"{what}: {m}")
+
+
+def assert_same_classes(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    top2 = np.sort(want, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > TIE_MARGIN
+    mismatch = (got.argmax(1) != want.argmax(1)) & clear
+    assert not mismatch.any(), f"{what}: {mismatch.sum()} images with a clear margin change class"
+
+
+def test_conversion_round_trip_is_exact() -> None:
+    net_t = build_model(3)
+    back = haiku_to_torch(torch_to_haiku(net_t))
+    for (k, a), b in zip(net_t.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_conversion_matches_haiku_names_and_shapes() -> None:
+    hk_params = jax.device_get(init_params(0))
+    converted = torch_to_haiku(build_model(0))
+    assert set(converted) == set(hk_params)
+    for m in hk_params:
+        for n in hk_params[m]:
+            assert converted[m][n].shape == hk_params[m][n].shape, (m, n)
+
+
+def test_haiku_to_torch_rejects_wrong_trees() -> None:
+    params = {m: dict(d) for m, d in torch_to_haiku(build_model(0)).items()}
+    params["fc2"]["w"] = params["fc2"]["w"].T
+    with pytest.raises(ValueError, match=r"fc2/w: expected shape \(3000, 2000\), got \(2000, 3000\)"):
+        haiku_to_torch(params)
+    with pytest.raises(ValueError, match="missing \\['conv1'\\]"):
+        haiku_to_torch({k: v for k, v in params.items() if k != "conv1"})
+
+
+def test_haiku_init_loaded_into_torch_gives_the_same_logits() -> None:
+    hk_params = jax.device_get(init_params(42))  # the other direction: Haiku's own init
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    assert_logits_close(torch_logits(haiku_to_torch(hk_params), images), jax_logits(net.apply, hk_params, images),
+                        "haiku init")
+
+
+def test_dense_logits_and_classes_on_real_images(trained_net, real_splits) -> None:
+    images = real_splits["test"][0][:2000]
+    params = torch_to_haiku(trained_net)
+    t, j = torch_logits(trained_net, images), jax_logits(net.apply, params, images)
+    assert_logits_close(t, j, "dense")
+    assert_same_classes(t, j, "dense")
+
+
+@pytest.mark.parametrize("fraction", FRACTIONS)
+def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, fraction: float) -> None:
+    """Torch's SVD factors, run by Haiku's factorized network: the forward passes agree."""
+    images = real_splits["test"][0][:1000]
+    small, report = compress_model(trained_net, rank_fraction=fraction, svds=svds[0])
+    ranks = [r.rank for r in report]
+    assert ranks == ranks_for(fraction)  # both sides apply the same rank rule
+    j = jax_logits(low_rank_net(ranks).apply, torch_to_haiku(small), images)
+    t = torch_logits(small, images)
+    assert_logits_close(t, j, f"factorized f={fraction}")
+    assert_same_classes(t, j, f"factorized f={fraction}")
+
+
+@pytest.mark.parametrize("fraction", FRACTIONS)
+def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, svds, fraction: float) -> None:
+    images = real_splits["test"][0][:1000]
+    dense = torch_to_haiku(trained_net)
+    ranks = ranks_for(fraction)
+    for mode in ("factorized", "reconstructed"):
+        small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=svds[0])
+        if mode == "factorized":
+            j = jax_logits(low_rank_net(ranks).apply, factorized_params(dense, ranks, svds[1]), images)
+        else:
+            j = jax_logits(net.apply, reconstructed_params(dense, ranks, svds[1]), images)
+        t = torch_logits(small, images)
+        assert_logits_close(t, j, f"{mode} f={fraction}")
+        assert_same_classes(t, j, f"{mode} f={fraction}")

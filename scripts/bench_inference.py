@@ -1,0 +1,60 @@
+"""How should a batch of 10,000 images be run? Measures the options side by side, in one run.
+
+    python scripts/bench_inference.py [--checkpoint runs/train/model.pt] [--batch 10000]
+
+Prints per-example latency (median of repeats) of the convolution trunk and of the whole
+dense model for: NCHW-contiguous input, the channels-last view in one call, and
+channels-last in chunks. ``torch_impl.latency.INFERENCE_CHUNK`` records the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from torch_impl.latency import time_calls  # noqa: E402
+from torch_impl.model import build_model  # noqa: E402
+from torch_impl.runtime import flush_denormals  # noqa: E402
+from torch_impl.provenance import device_name  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--chunks", default="64,128,256,512,1024,2500")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    net = build_model(42).eval()  # weights do not change the cost of dense fp32 kernels
+    images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8)
+    trunk = lambda x: net.features(x)  # noqa: E731
+    full = lambda x: net.classifier(net.features(x))  # noqa: E731
+    with torch.inference_mode():
+        cl = net.normalize(images)  # NCHW shape, channels-last strides (a view of NHWC)
+        nchw = cl.contiguous()
+        variants = {"NCHW contiguous, one call": (nchw, None), "channels-last view, one call": (cl, None)}
+        for c in (int(c) for c in args.chunks.split(",")):
+            variants[f"channels-last, chunks of {c}"] = (cl, c)
+        results = {}
+        print(f"device: {device_name()}, threads: {torch.get_num_threads()}, batch {args.batch}")
+        print(f"{'variant':<34}{'trunk us/ex':>12}{'model us/ex':>12}")
+        for name, (x, chunk) in variants.items():
+            row = []
+            for fn in (trunk, full):
+                call = (lambda: fn(x)) if chunk is None else (
+                    lambda: [fn(x[i: i + chunk]) for i in range(0, len(x), chunk)])
+                times = time_calls(call, torch.device("cpu"), warmup=1, repeats=args.repeats)
+                row.append(statistics.median(times) / args.batch * 1e6)
+            results[name] = row[1]
+            print(f"{name:<34}{row[0]:>12.1f}{row[1]:>12.1f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

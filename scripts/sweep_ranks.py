@@ -1,0 +1,91 @@
+"""Sweep SVD rank fractions of a trained network: accuracy, latency, parameters, MACs, plots.
+
+    python scripts/sweep_ranks.py                                   # runs/train/model.pt
+    python scripts/sweep_ranks.py --checkpoint runs/s7/model.pt --fractions 1.0,0.5,0.2,0.1
+    python scripts/sweep_ranks.py --framework jax                   # the JAX/Haiku reference
+    python scripts/sweep_ranks.py --framework jax --jax-params runs/jax/params.npz
+
+Writes <out-dir>/sweep.csv, sweep.json (with provenance) and three PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from torch_impl.checkpoint import load_model  # noqa: E402
+from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
+from torch_impl.latency import INFERENCE_METHOD  # noqa: E402
+from torch_impl.lowrank import MODES  # noqa: E402
+from torch_impl.plots import plot_sweep  # noqa: E402
+from torch_impl.runtime import flush_denormals  # noqa: E402
+from torch_impl.provenance import provenance  # noqa: E402
+from torch_impl.sweep import DEFAULT_FRACTIONS, format_table, parse_fractions, run_sweep, write_results  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="runs/train/model.pt", help="model.pt or .ckpt from train.py")
+    p.add_argument("--framework", choices=("torch", "jax"), default="torch")
+    p.add_argument("--jax-params", help="with --framework jax: a params.npz from jax_ref training "
+                                        "instead of the converted torch checkpoint")
+    p.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS))
+    p.add_argument("--modes", default=",".join(MODES), help="factorized,reconstructed")
+    p.add_argument("--batch-sizes", default="10000,1", help="latency batch sizes")
+    p.add_argument("--data-dir", help="CIFAR-10 location (default: $CIFAR10_DIR)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--test-limit", type=int, help="use a random subset of N test images (quick looks)")
+    p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
+    p.add_argument("--no-progress-bar", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    try:
+        fractions = parse_fractions(args.fractions)
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        if bad := [m for m in modes if m not in MODES]:
+            raise ValueError(f"--modes takes {','.join(MODES)}, got {bad}")
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+        dm = CIFAR10DataModule(args.data_dir, args.cache_dir, test_limit=args.test_limit)
+        images, labels = dm.numpy_splits()["test"]
+        batch_sizes = [min(b, len(labels)) for b in batch_sizes]
+        net, meta = (None, {}) if args.jax_params else load_model(args.checkpoint)
+    except (DataError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    progress = not args.no_progress_bar
+    if args.framework == "torch":
+        rows = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
+                         batch_sizes, progress=progress)
+        method = INFERENCE_METHOD
+    else:
+        import jax
+
+        from jax_ref import lowrank as jax_lowrank
+        from jax_ref.train import load_params
+        from torch_impl.haiku_convert import torch_to_haiku
+
+        params = load_params(args.jax_params) if args.jax_params else torch_to_haiku(net)
+        rows = jax_lowrank.run_sweep(params, images, labels, fractions, modes, batch_sizes, progress=progress)
+        method = f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready"
+    out_dir = Path(args.out_dir or ("runs/sweep" if args.framework == "torch" else "runs/sweep_jax"))
+    source = args.jax_params or args.checkpoint
+    info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "fractions": fractions,
+            "modes": modes, "batch_sizes": batch_sizes, "n_test": len(labels), "latency_method": method,
+            "provenance": provenance()}
+    csv_path, json_path = write_results(rows, out_dir, info)
+    plots = plot_sweep({"": rows}, out_dir, tuple(batch_sizes))
+    print(format_table(rows, tuple(batch_sizes)))
+    print(f"\ntable: {csv_path}\n       {json_path}\nplots: " + "\n       ".join(str(p) for p in plots))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

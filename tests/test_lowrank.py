@@ -1,0 +1,177 @@
+"""LowRankLinear, the rank rule, and whole-model compression."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from torch_impl.lowrank import (LowRankLinear, break_even_rank, compress_model, model_svds,
+                                rank_from_fraction, set_mode)
+from torch_impl.model import build_model
+from torch_impl.sweep import DEFAULT_FRACTIONS, parse_fractions
+
+FULL_RANK_ATOL = 1e-5  # fp32 outputs of a float64 SVD cast back to fp32
+PATHS_ATOL = 1e-5  # factorized vs reconstructed: the same product, summed in another order
+EY_RTOL = 1e-4  # Eckart-Young tail vs the fp32 weight error
+MLP_LAYERS = [(3072, 3000), (3000, 2000), (2000, 2000), (2000, 1000), (1000, 10)]
+
+
+@pytest.fixture(scope="module")
+def net_svds():
+    """A dense Net and its layer SVDs, computed once (float64 SVDs of 3072x3000 take seconds)."""
+    net = build_model(0).eval()
+    return net, model_svds(net)
+
+
+@pytest.fixture
+def linear() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(48, 32)
+
+
+def test_full_rank_reproduces_the_linear(linear: nn.Linear) -> None:
+    low = LowRankLinear.from_linear(linear, rank=32)
+    x = torch.randn(16, 48)
+    torch.testing.assert_close(low(x), linear(x), rtol=0, atol=FULL_RANK_ATOL)
+    assert low.A.shape == (32, 48) and low.B.shape == (32, 32)
+
+
+@pytest.mark.parametrize("rank", [1, 5, 17, 31])
+def test_weight_error_is_the_eckart_young_tail(linear: nn.Linear, rank: int) -> None:
+    low = LowRankLinear.from_linear(linear, rank=rank)
+    s = torch.linalg.svdvals(linear.weight.detach().double())
+    tail = float(torch.sqrt((s[rank:] ** 2).sum()))
+    err = float(torch.linalg.matrix_norm(low.reconstructed_weight().double() - linear.weight.double()))
+    assert err == pytest.approx(tail, rel=EY_RTOL)
+
+
+@pytest.mark.parametrize("rank", [1, 8, 32])
+def test_factorized_and_reconstructed_paths_agree(linear: nn.Linear, rank: int) -> None:
+    low = LowRankLinear.from_linear(linear, rank=rank)
+    x = torch.randn(16, 48)
+    y_fact = low(x)
+    with torch.inference_mode():  # exercises the cached product too
+        y_rec = set_mode(low, "reconstructed")(x)
+        torch.testing.assert_close(y_rec, y_fact.detach(), rtol=0, atol=PATHS_ATOL)
+        assert low.macs() == 48 * 32
+    set_mode(low, "factorized")
+    assert low.macs() == rank * (48 + 32)
+
+
+def test_reconstructed_cache_follows_weight_updates(linear: nn.Linear) -> None:
+    low = LowRankLinear.from_linear(linear, rank=4, mode="reconstructed")
+    x = torch.randn(2, 48)
+    with torch.no_grad():
+        before = low(x)
+        low.B.mul_(2.0)
+        after = low(x)
+    torch.testing.assert_close(after - low.bias, 2 * (before - low.bias), rtol=1e-5, atol=1e-6)
+
+
+def test_reconstructed_path_is_differentiable(linear: nn.Linear) -> None:
+    low = LowRankLinear.from_linear(linear, rank=4, mode="reconstructed")
+    low(torch.randn(2, 48)).sum().backward()
+    assert low.A.grad is not None and low.B.grad is not None
+
+
+@pytest.mark.parametrize("fraction", DEFAULT_FRACTIONS)
+def test_rank_rule_at_the_five_layers(fraction: float) -> None:
+    for n_in, n_out in MLP_LAYERS:
+        expected = max(1, math.floor(round(fraction * min(n_in, n_out), 6)))
+        assert rank_from_fraction(fraction, n_in, n_out) == expected
+    assert rank_from_fraction(0.1, 1000, 10) == 1  # the classifier keeps one singular value
+    assert rank_from_fraction(0.7, 1000, 10) == 7  # 0.7 * 10 = 7.000000000000001 in floats
+    assert rank_from_fraction(0.05, 1000, 10) == 1  # never zero
+
+
+def test_arange_fractions_keep_the_intended_ranks() -> None:
+    import numpy as np
+
+    for f in np.arange(1.0, 0.0, -0.1):  # the take-home's loop: 0.30000000000000027 etc.
+        assert rank_from_fraction(float(f), 3000, 2000) == round(f * 10) * 200
+
+
+def test_break_even_rank() -> None:
+    assert break_even_rank(2000, 2000) == 1000
+    assert break_even_rank(3072, 3000) == pytest.approx(1517.8, abs=0.1)
+
+
+def test_compress_model_copies_and_reports(net_svds) -> None:
+    net, svds = net_svds
+    original = {k: v.clone() for k, v in net.state_dict().items()}
+    small, report = compress_model(net, rank_fraction=0.1, svds=svds)
+    assert [r.rank for r in report] == [300, 200, 200, 100, 1]
+    assert all(isinstance(small.get_submodule(r.name), LowRankLinear) for r in report)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, original[k]), f"original model changed at {k}"
+    fc1 = report[0]
+    assert (fc1.params_before, fc1.macs_before) == (3072 * 3000 + 3000, 3072 * 3000)
+    assert (fc1.params_after, fc1.macs_after) == (300 * 6072 + 3000, 300 * 6072)
+    assert sum(p.numel() for p in small.parameters()) == sum(r.params_after for r in report) + 18 * 76 + 48 * 451
+
+
+def test_full_rank_model_predicts_like_the_dense_model(net_svds) -> None:
+    net, svds = net_svds
+    images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        dense = net(images)
+        for mode in ("factorized", "reconstructed"):
+            full, _ = compress_model(net, rank_fraction=1.0, mode=mode, svds=svds)
+            out = full(images)
+            torch.testing.assert_close(out, dense, rtol=0, atol=FULL_RANK_ATOL)
+            assert torch.equal(out.argmax(1), dense.argmax(1))
+
+
+def test_per_layer_ranks_leave_other_layers_dense(net_svds) -> None:
+    net, svds = net_svds
+    small, report = compress_model(net, ranks={"classifier.2": 50}, svds=svds)
+    assert isinstance(small.classifier[2], LowRankLinear) and small.classifier[2].rank == 50
+    assert isinstance(small.classifier[0], nn.Linear)
+    assert [r.rank for r in report] == [None, 50, None, None, None]
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.5, float("nan"), "0.5"])
+def test_bad_fraction(bad) -> None:
+    with pytest.raises(ValueError, match=r"rank_fraction must be in \(0, 1\]"):
+        rank_from_fraction(bad, 10, 10)
+    with pytest.raises(ValueError, match=r"rank_fraction must be in \(0, 1\]"):
+        compress_model(nn.Sequential(nn.Linear(4, 4)), rank_fraction=bad)
+
+
+def test_svd_reuse_gives_the_same_factors(linear: nn.Linear) -> None:
+    from torch_impl.lowrank import linear_svd
+
+    a = LowRankLinear.from_linear(linear, rank=7)
+    b = LowRankLinear.from_linear(linear, rank=7, svd=linear_svd(linear))
+    assert torch.equal(a.A, b.A) and torch.equal(a.B, b.B)
+
+
+def test_bad_ranks_and_layers(linear: nn.Linear) -> None:
+    with pytest.raises(ValueError, match=r"rank must be in \[1, min\(in, out\)\] = \[1, 32\]"):
+        LowRankLinear.from_linear(linear, rank=33)
+    with pytest.raises(ValueError, match="rank must be in"):
+        LowRankLinear.from_linear(linear, rank=0)
+    with pytest.raises(ValueError, match="exactly one of"):
+        LowRankLinear.from_linear(linear, rank=3, rank_fraction=0.5)
+    with pytest.raises(ValueError, match="from_linear takes an nn.Linear, got Conv2d"):
+        LowRankLinear.from_linear(nn.Conv2d(3, 8, 3), rank=2)
+    net = build_model(0)
+    with pytest.raises(ValueError, match="layer 'features.0' is a Conv2d"):
+        compress_model(net, ranks={"features.0": 4})
+    with pytest.raises(ValueError, match="'fc9', which is not a layer"):
+        compress_model(net, ranks={"fc9": 4})
+    with pytest.raises(ValueError, match=r"layer 'classifier.8': rank must be in \[1, min\(in, out\)\] = \[1, 10\]"):
+        compress_model(net, ranks={"classifier.8": 11})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        set_mode(net, "fast")
+
+
+def test_parse_fractions() -> None:
+    assert parse_fractions("1.0, 0.5,0.1") == [1.0, 0.5, 0.1]
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_fractions("1.0;0.5")
+    with pytest.raises(ValueError, match=r"rank_fraction must be in \(0, 1\]"):
+        parse_fractions("1.2")
