@@ -41,13 +41,19 @@ def normalize(images: jnp.ndarray) -> jnp.ndarray:
     return (x - jnp.asarray(CIFAR10_MEAN, jnp.float32)) / jnp.asarray(CIFAR10_STD, jnp.float32)
 
 
+# 2x2/2 average pooling over H and W. The take-home wrote ``window_shape=(2, 2)``, which
+# current Haiku pads with leading ones to (1, 1, 2, 2): it would pool over W and C and
+# break the specified 8*8*48 = 3072 flatten. The full NHWC window says what is meant.
+POOL = dict(window_shape=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID")
+
+
 def _trunk(x: jnp.ndarray) -> jnp.ndarray:
     # Do not alter: the take-home's architecture (Haiku's Conv2D pads SAME by default).
     return hk.Sequential([
         hk.Conv2D(output_channels=18, kernel_shape=(5, 5), name="conv1"), jax.nn.relu,
-        hk.AvgPool(window_shape=(2, 2), strides=(2, 2), padding="VALID"), jax.nn.relu,
+        hk.AvgPool(**POOL), jax.nn.relu,
         hk.Conv2D(output_channels=48, kernel_shape=(5, 5), name="conv2"), jax.nn.relu,
-        hk.AvgPool(window_shape=(2, 2), strides=(2, 2), padding="VALID"),
+        hk.AvgPool(**POOL),
         hk.Flatten(),
     ])(x)
 

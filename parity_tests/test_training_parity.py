@@ -20,8 +20,18 @@ GRAD_ATOL = 1e-5  # gradients are O(1e-2) at init; fp32 reductions differ in ord
 GRAD_RTOL = 1e-3
 STEPS = 50
 BATCH = 64
-TRAJ_LOSS_RTOL = 2e-3  # 50 Adam steps amplify fp32 round-off a little
-EMA_ATOL = 2e-5  # the EMA (step 0.001) of weights that agree to ~1e-3 after Adam steps
+# The first step agrees exactly and steps 2-5 to ~1e-6; after that Adam amplifies fp32
+# round-off (two frameworks sum in different orders), measured: 1.4e-4 by step 10 and
+# up to 6.5e-3 by step 50. A systematic difference (a wrong L2 term, EMA or Adam detail)
+# shows from the first steps on and keeps growing; round-off stays below these bounds.
+EARLY_STEPS, EARLY_LOSS_RTOL = 10, 5e-4
+LATE_LOSS_RTOL = 2e-2
+# Per element, weights whose gradient is ~0 take +-lr Adam steps whose signs are set by
+# round-off, so the EMAs are compared per tensor: the distance between them, relative to
+# how far the EMA moved from the initial weights. Measured: 0.01-0.04 for weights, up to
+# 0.12 for biases (which start at zero and move least). Starting the average at params_1
+# instead of the initial weights gives about 3.5 here, a wrong step size about 10.
+EMA_REL_DIFF = 0.25
 
 
 def _batch(real_splits, n: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -71,9 +81,14 @@ def test_lockstep_training_gives_the_same_losses_and_ema(real_splits) -> None:
     # JAX: jax.grad of the whole loss, optax Adam, optax.incremental_update; the same batches
     stream = ((images[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in range(STEPS))
     out = jax_train((images, labels), STEPS, BATCH, params=init_params, stream=stream, progress=False)
-    np.testing.assert_allclose(rec.losses, out["losses"], rtol=TRAJ_LOSS_RTOL)
-    assert out["losses"][-1] < out["losses"][0] - 0.3, "the trajectory should show learning"
+    t_losses, j_losses = np.array(rec.losses), out["losses"]
+    np.testing.assert_allclose(t_losses[:EARLY_STEPS], j_losses[:EARLY_STEPS], rtol=EARLY_LOSS_RTOL)
+    np.testing.assert_allclose(t_losses, j_losses, rtol=LATE_LOSS_RTOL)
+    assert j_losses[-10:].mean() < j_losses[0] - 0.05, "the compared trajectory should show learning"
     ema_torch = module.model  # after fit the module holds the EMA
     ema_jax = haiku_to_torch(jax.device_get(out["avg_params"]))
+    start = haiku_to_torch(init_params).state_dict()
     for (name, a), b in zip(ema_torch.state_dict().items(), ema_jax.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=EMA_ATOL, msg=lambda s: f"EMA {name}: {s}")
+        moved = float((a - start[name]).norm())
+        rel = float((a - b).norm()) / moved
+        assert moved > 0 and rel < EMA_REL_DIFF, f"EMA {name}: differs by {rel:.3f} of its movement {moved:.3g}"

@@ -1,0 +1,76 @@
+"""The JAX/Haiku reference on its own: shapes, normalization, init, SVD factors, rank rule."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_ref.lowrank import factorized_params, rank_approximated_weight, rank_for, ranks_for
+from jax_ref.model import CIFAR10_MEAN, CIFAR10_STD, init_params, low_rank_net, net, normalize
+
+NORM_ATOL = 1e-6
+EY_RTOL = 1e-3  # float32 SVD
+TRUNC_STD_FACTOR = 0.8796256610342398
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_params(42)
+
+
+def test_parameter_shapes_and_count(params) -> None:
+    shapes = {f"{m}/{n}": v.shape for m, d in params.items() for n, v in d.items()}
+    assert shapes["conv1/w"] == (5, 5, 3, 18) and shapes["conv2/w"] == (5, 5, 18, 48)
+    assert shapes["fc1/w"] == (3072, 3000) and shapes["fc5/w"] == (1000, 10)
+    assert sum(v.size for v in jax.tree_util.tree_leaves(params)) == 21_257_026
+
+
+def test_pooling_is_spatial_and_flatten_is_3072(params) -> None:
+    import haiku as hk
+
+    from jax_ref.model import _trunk
+
+    trunk = hk.without_apply_rng(hk.transform(_trunk))
+    x = normalize(np.zeros((2, 32, 32, 3), np.uint8))
+    assert trunk.apply({k: params[k] for k in ("conv1", "conv2")}, x).shape == (2, 3072)
+
+
+def test_normalize_matches_hand_computation() -> None:
+    x = np.array([[[[0, 128, 255]]]], dtype=np.uint8)
+    got = np.asarray(normalize(x))[0, 0, 0]
+    want = [(v / 255.0 - m) / s for v, m, s in zip((0, 128, 255), CIFAR10_MEAN, CIFAR10_STD)]
+    np.testing.assert_allclose(got, want, atol=NORM_ATOL)
+
+
+def test_haiku_default_init(params) -> None:
+    for m, d in params.items():
+        assert not np.any(np.asarray(d["b"])), m
+        w = np.asarray(d["w"], dtype=np.float64)
+        std = 1.0 / np.sqrt(np.prod(w.shape[:-1]))
+        assert np.abs(w).max() <= 2 * std + 1e-7, m
+        np.testing.assert_allclose(w.std(), std * TRUNC_STD_FACTOR, rtol=0.05, err_msg=m)
+
+
+@pytest.mark.parametrize("rank", [1, 10, 40])
+def test_rank_approximated_weight(rank: int) -> None:
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(64, 40)), jnp.float32)
+    u, v = rank_approximated_weight(w, rank)
+    assert u.shape == (64, rank) and v.shape == (rank, 40)
+    s = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)
+    err = np.linalg.norm(np.asarray(u @ v, np.float64) - np.asarray(w, np.float64))
+    assert err == pytest.approx(np.sqrt((s[rank:] ** 2).sum()), rel=EY_RTOL, abs=1e-4)
+    with pytest.raises(ValueError, match="rank must be in"):
+        rank_approximated_weight(w, 41)
+
+
+def test_rank_rule_and_low_rank_net(params) -> None:
+    assert ranks_for(0.1) == [300, 200, 200, 100, 1]
+    assert rank_for(0.7, 1000, 10) == 7
+    with pytest.raises(ValueError, match="rank_fraction"):
+        rank_for(0.0, 10, 10)
+    ranks = ranks_for(1.0)
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    full = low_rank_net(ranks).apply(factorized_params(params, ranks), x)
+    np.testing.assert_allclose(np.asarray(full), np.asarray(net.apply(params, x)), atol=1e-4)
