@@ -60,7 +60,7 @@ class LatencyResult:
 def default_repeats(batch_size: int) -> tuple[int, int]:
     """(warm-up, repeats): a few for big batches, many for tiny ones, ~same total time."""
     if batch_size >= 1000:
-        return 2, 7
+        return 1, 5
     if batch_size >= 32:
         return 5, 30
     return 20, 200

@@ -16,7 +16,7 @@ from torch_impl.checkpoint import save_model
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.lit_module import LitClassifier
-from torch_impl.provenance import provenance, write_json
+from torch_impl.provenance import device_name, provenance, write_json
 
 
 @dataclass
@@ -81,6 +81,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     """
     out_dir = Path(cfg.out_dir)
     ckpt_path = _last_checkpoint(out_dir) if resume else None
+    source = provenance(seed=cfg.seed)  # taken at the start: the code that actually ran
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, batch_size=cfg.batch_size,
                            val_fraction=cfg.val_fraction, split_seed=0, download=cfg.download,
@@ -123,7 +124,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
         "n_train": len(dm.numpy_splits()["train"][1]),
         "n_test": len(dm.numpy_splits()["test"][1]),
         "config": asdict(cfg),
-        "provenance": provenance(module.device, seed=cfg.seed),
+        "provenance": {**source, "device": device_name(trainer.strategy.root_device)},
     }
     if trainer.is_global_zero:
         save_model(out_dir / "model.pt", module.model, meta={"metrics": metrics})
