@@ -46,7 +46,7 @@ def test_loss_and_gradients_on_one_batch(real_splits) -> None:
     j_loss, j_grads = jax.value_and_grad(loss_fn)(params, images, labels)
     t_loss = recipe_loss(model, torch.from_numpy(images), torch.from_numpy(labels))
     t_loss.backward()
-    np.testing.assert_allclose(float(t_loss), float(j_loss), rtol=LOSS_RTOL)
+    np.testing.assert_allclose(t_loss.detach().item(), float(j_loss), rtol=LOSS_RTOL)
     # torch gradients, in Haiku layout through the same converter as the weights
     grad_net = build_model(42)
     for p, g in zip(grad_net.parameters(), model.parameters()):
@@ -54,7 +54,7 @@ def test_loss_and_gradients_on_one_batch(real_splits) -> None:
     t_grads = torch_to_haiku(grad_net)
     for m in t_grads:
         for n in t_grads[m]:
-            torch.testing.assert_close(torch.from_numpy(t_grads[m][n]), torch.from_numpy(np.asarray(j_grads[m][n])),
+            torch.testing.assert_close(torch.from_numpy(t_grads[m][n]), torch.from_numpy(np.array(j_grads[m][n])),
                                        rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=lambda s: f"grad {m}/{n}: {s}")
 
 

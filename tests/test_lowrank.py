@@ -44,7 +44,7 @@ def test_weight_error_is_the_eckart_young_tail(linear: nn.Linear, rank: int) -> 
     low = LowRankLinear.from_linear(linear, rank=rank)
     s = torch.linalg.svdvals(linear.weight.detach().double())
     tail = float(torch.sqrt((s[rank:] ** 2).sum()))
-    err = float(torch.linalg.matrix_norm(low.reconstructed_weight().double() - linear.weight.double()))
+    err = float(torch.linalg.matrix_norm(low.reconstructed_weight().detach().double() - linear.weight.detach().double()))
     assert err == pytest.approx(tail, rel=EY_RTOL)
 
 

@@ -28,9 +28,9 @@ def test_loss_matches_hand_computation() -> None:
     labels = torch.tensor([0, 3, 9, 3])
     logits = model(images).double().detach().numpy()
     xent = np.mean([math.log(np.exp(row).sum()) - row[y] for row, y in zip(logits, labels.tolist())])
-    sq = sum(float((p.double() ** 2).sum()) for p in model.parameters())  # biases included
+    sq = sum(float((p.detach().double() ** 2).sum()) for p in model.parameters())  # biases included
     expected = xent + 1e-4 * 0.5 * sq
-    got = float(recipe_loss(model, images, labels))
+    got = recipe_loss(model, images, labels).detach().item()
     assert got == pytest.approx(expected, rel=LOSS_RTOL)
     assert float(l2_term(list(model.parameters()))) == pytest.approx(1e-4 * 0.5 * sq, rel=LOSS_RTOL)
 

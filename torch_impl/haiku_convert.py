@@ -77,5 +77,5 @@ def haiku_to_torch(params: HaikuTree) -> Net:
         else:
             state[f"{tname}.weight"] = _expect(params[hname]["w"], w_shape[::-1], f"{hname}/w").T
         state[f"{tname}.bias"] = _expect(params[hname]["b"], tuple(m.bias.shape), f"{hname}/b")
-    net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in state.items()})
+    net.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32, order="C")) for k, v in state.items()})
     return net
