@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch_sizes = [min(10_000, len(labels)), 1]
     progress = not args.no_progress_bar
     torch_rows = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions,
-                           batch_sizes=batch_sizes, progress=progress)
+                           batch_sizes=batch_sizes, progress=progress, paired=False)
     jax_rows = jax_lowrank.run_sweep(torch_to_haiku(net), images, labels, fractions, batch_sizes=batch_sizes,
                                      progress=progress)
     table, merged = ratio_table(torch_rows, jax_rows, batch_sizes)

@@ -102,6 +102,27 @@ def measure_latency(model: nn.Module, images: torch.Tensor, batch_sizes=DEFAULT_
     return results
 
 
+def paired_speedup(reference: nn.Module, candidate: nn.Module, images: torch.Tensor, batch_size: int,
+                   repeats: int = 3, warmup: int = 1, device: str | torch.device | None = None) -> float:
+    """``time(reference) / time(candidate)`` on one batch, the two timed alternately (A B A B ...).
+
+    On a shared machine whose speed drifts by tens of percent over minutes, timing the two
+    models minutes apart makes their ratio drift too; alternating puts each pair under the
+    same conditions. Returns the median of the per-pair ratios.
+    """
+    device = torch.device(device) if device is not None else next(reference.parameters()).device
+    batch = images[:batch_size].to(device)
+    models = [reference.eval().to(device), candidate.eval().to(device)]
+    ratios = []
+    with torch.inference_mode():
+        for m in models:
+            time_calls(lambda: predict(m, batch), device, warmup, 0)
+        for _ in range(repeats):
+            ref_t, cand_t = (time_calls(lambda: predict(m, batch), device, 0, 1)[0] for m in models)
+            ratios.append(ref_t / cand_t)
+    return statistics.median(ratios)
+
+
 def count_macs(model: nn.Module, image_shape: tuple[int, ...] = (32, 32, 3)) -> dict[str, int]:
     """Multiply-accumulates per example of each conv / linear / low-rank layer (by forward hooks)."""
     macs: dict[str, int] = {}

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from torch_impl.latency import DEFAULT_BATCH_SIZES, count_macs, measure_latency, predict
+from torch_impl.latency import DEFAULT_BATCH_SIZES, count_macs, measure_latency, paired_speedup, predict
 from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
 
 DEFAULT_FRACTIONS = tuple(round(1.0 - 0.1 * i, 1) for i in range(10))  # 1.0, 0.9, ..., 0.1
@@ -35,7 +35,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 
 def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Tensor, labels: torch.Tensor,
-           batch_sizes: Iterable[int], repeats: int | None, ranks: list[int | None]) -> dict[str, Any]:
+           batch_sizes: list[int], repeats: int | None, ranks: list[int | None],
+           dense: nn.Module | None = None) -> dict[str, Any]:
     macs = count_macs(model)
     row: dict[str, Any] = {
         "framework": "torch", "mode": mode, "rank_fraction": fraction,
@@ -48,14 +49,21 @@ def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Te
         row[f"latency_us_b{res.batch_size}"] = res.per_example_us
         row[f"latency_iqr_us_b{res.batch_size}"] = res.iqr_us
         row["threads"], row["latency_method"] = res.threads, res.method
+    if dense is not None:  # the speed-up that matters, timed side by side with the dense model
+        row[f"speedup_paired_b{batch_sizes[0]}"] = (
+            1.0 if model is dense else paired_speedup(dense, model, images, batch_sizes[0]))
     return row
 
 
 def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
               fractions: Iterable[float] = DEFAULT_FRACTIONS, modes: Iterable[str] = MODES,
               batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES, repeats: int | None = None,
-              progress: bool = True) -> list[dict[str, Any]]:
-    """The dense baseline, then one row per (mode, fraction), all from the same harness."""
+              progress: bool = True, paired: bool = True) -> list[dict[str, Any]]:
+    """The dense baseline, then one row per (mode, fraction), all from the same harness.
+
+    With ``paired``, each point's speed-up over dense at the first batch size is also timed
+    with the two models alternating (``speedup_paired_b<N>``), free of the machine's drift.
+    """
     model = model.eval()
     fractions, modes, batch_sizes = list(fractions), list(modes), list(batch_sizes)
     for m in modes:
@@ -72,7 +80,8 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         else:
             net, report = compress_model(model, rank_fraction=fraction, mode=mode, svds=svds)
             ranks = [r.rank for r in report]
-        rows.append(_point(net, mode, fraction, images, labels, batch_sizes, repeats, ranks))
+        rows.append(_point(net, mode, fraction, images, labels, batch_sizes, repeats, ranks,
+                           dense=model if paired else None))
     return rows
 
 
@@ -97,15 +106,18 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
 
 
 def format_table(rows: list[dict[str, Any]], batch_sizes: tuple[int, int] = DEFAULT_BATCH_SIZES) -> str:
-    """A plain-text table: accuracy change from dense and speed-up over dense, per point."""
+    """A plain-text table: accuracy change from dense, speed-up over dense (from the separate
+    timings, and from the paired ones where measured), per point."""
     big, small = (f"latency_us_b{b}" for b in batch_sizes)
     dense = next(r for r in rows if r["mode"] == "dense")
+    paired = f"speedup_paired_b{batch_sizes[0]}"
     head = (f"{'mode':<14}{'f':>5}{'acc %':>8}{'d acc pp':>10}{f'us b{batch_sizes[0]}':>12}{'speedup':>9}"
-            f"{f'us b{batch_sizes[1]}':>9}{'MACs M':>9}")
+            f"{'paired':>8}{f'us b{batch_sizes[1]}':>9}{'MACs M':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
         f = "" if r["rank_fraction"] is None else f"{r['rank_fraction']:.1f}"
         lines.append(f"{r['mode']:<14}{f:>5}{100 * r['test_acc']:>8.2f}"
                      f"{100 * (r['test_acc'] - dense['test_acc']):>+10.2f}{r[big]:>12.1f}"
-                     f"{dense[big] / r[big]:>9.2f}{r[small]:>9.0f}{r['total_macs'] / 1e6:>9.2f}")
+                     f"{dense[big] / r[big]:>9.2f}{r.get(paired, float('nan')):>8.2f}{r[small]:>9.0f}"
+                     f"{r['total_macs'] / 1e6:>9.2f}")
     return "\n".join(lines)
