@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if bad := [m for m in modes if m not in MODES]:
             raise ValueError(f"--modes takes {','.join(MODES)}, got {bad}")
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+        if args.jax_params and args.framework != "jax":
+            raise ValueError("--jax-params holds Haiku parameters: add --framework jax")
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, test_limit=args.test_limit)
         images, labels = dm.numpy_splits()["test"]
         batch_sizes = [min(b, len(labels)) for b in batch_sizes]
