@@ -26,7 +26,7 @@ from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
 from torch_impl.haiku_convert import torch_to_haiku  # noqa: E402
 from torch_impl.latency import INFERENCE_METHOD  # noqa: E402
 from torch_impl.plots import plot_sweep  # noqa: E402
-from torch_impl.runtime import flush_denormals  # noqa: E402
+from torch_impl.runtime import flush_denormals, full_fp32, resolve_device  # noqa: E402
 from torch_impl.provenance import provenance  # noqa: E402
 from torch_impl.sweep import parse_fractions, run_sweep, write_results  # noqa: E402
 
@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir")
     p.add_argument("--test-limit", type=int)
     p.add_argument("--out-dir", default="runs/parity")
+    p.add_argument("--device", default="auto",
+                   help="torch device: auto (GPU if any), cpu, cuda; JAX uses its default backend")
     p.add_argument("--no-progress-bar", action="store_true")
     return p.parse_args(argv)
 
@@ -75,20 +77,25 @@ def main(argv: list[str] | None = None) -> dict:
         images, labels = CIFAR10DataModule(args.data_dir, args.cache_dir,
                                            test_limit=args.test_limit).numpy_splits()["test"]
         net, meta = load_model(args.checkpoint)
+        device = resolve_device(args.device)
     except (DataError, ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     batch_sizes = [min(10_000, len(labels)), 1]
     progress = not args.no_progress_bar
+    # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/runtime.py).
+    full_fp32()
+    jax.config.update("jax_default_matmul_precision", "highest")
     torch_rows = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions,
-                           batch_sizes=batch_sizes, progress=progress, paired=False)
+                           batch_sizes=batch_sizes, progress=progress, paired=False, device=device)
     jax_rows = jax_lowrank.run_sweep(torch_to_haiku(net), images, labels, fractions, batch_sizes=batch_sizes,
                                      progress=progress)
     table, merged = ratio_table(torch_rows, jax_rows, batch_sizes)
     out_dir = Path(args.out_dir)
     report = {
         "checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes,
-        "torch_method": INFERENCE_METHOD,
-        "jax_method": f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready",
+        "torch_method": INFERENCE_METHOD, "torch_device": str(device),
+        "jax_method": f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready, "
+                      "matmul precision highest",
         "comparison": merged, "provenance": provenance(),
     }
     if args.jax_run:

@@ -23,7 +23,7 @@ from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
 from torch_impl.latency import INFERENCE_METHOD  # noqa: E402
 from torch_impl.lowrank import MODES  # noqa: E402
 from torch_impl.plots import plot_sweep  # noqa: E402
-from torch_impl.runtime import flush_denormals  # noqa: E402
+from torch_impl.runtime import flush_denormals, full_fp32, resolve_device  # noqa: E402
 from torch_impl.provenance import provenance  # noqa: E402
 from torch_impl.sweep import DEFAULT_FRACTIONS, format_table, parse_fractions, run_sweep, write_results  # noqa: E402
 
@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir")
     p.add_argument("--test-limit", type=int, help="use a random subset of N test images (quick looks)")
     p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
+    p.add_argument("--device", default="auto", help="torch device: auto (GPU if any), cpu, cuda, cuda:1")
     p.add_argument("--no-paired", action="store_true",
                    help="skip timing each point alternately with the dense model (saves ~1/3 of the time)")
     p.add_argument("--no-progress-bar", action="store_true")
@@ -62,12 +63,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         images, labels = dm.numpy_splits()["test"]
         batch_sizes = [min(b, len(labels)) for b in batch_sizes]
         net, meta = (None, {}) if args.jax_params else load_model(args.checkpoint)
+        device = resolve_device(args.device)
     except (DataError, ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     progress = not args.no_progress_bar
+    full_fp32()
     if args.framework == "torch":
         rows = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
-                         batch_sizes, progress=progress, paired=not args.no_paired)
+                         batch_sizes, progress=progress, paired=not args.no_paired, device=device)
         method = INFERENCE_METHOD
     else:
         import jax
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         from jax_ref.train import load_params
         from torch_impl.haiku_convert import torch_to_haiku
 
+        jax.config.update("jax_default_matmul_precision", "highest")  # full fp32, as torch: runtime.py
         params = load_params(args.jax_params) if args.jax_params else torch_to_haiku(net)
         rows = jax_lowrank.run_sweep(params, images, labels, fractions, modes, batch_sizes, progress=progress)
         method = f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready"

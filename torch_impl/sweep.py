@@ -58,7 +58,8 @@ def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Te
 def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
               fractions: Iterable[float] = DEFAULT_FRACTIONS, modes: Iterable[str] = MODES,
               batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES, repeats: int | None = None,
-              progress: bool = True, paired: bool = True) -> list[dict[str, Any]]:
+              progress: bool = True, paired: bool = True,
+              device: str | torch.device | None = None) -> list[dict[str, Any]]:
     """The dense baseline, then one row per (mode, fraction), all from the same harness.
 
     With ``paired``, each point's speed-up over dense at the first batch size is also timed
