@@ -45,8 +45,12 @@ SVD = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def linear_svd(linear: nn.Linear) -> SVD:
-    """``U, S, Vh`` of the weight ``[out, in]``, in float64; sweeps compute it once per layer."""
-    return torch.linalg.svd(linear.weight.detach().double(), full_matrices=False)
+    """``U, S, Vh`` of the weight ``[out, in]``, in float64 on the CPU; sweeps compute it once per layer.
+
+    On the CPU whatever the layer's device: LAPACK's divide-and-conquer SVD of a 3000 x 3072
+    float64 matrix takes seconds, cuSOLVER's float64 SVD on a GPU is far slower.
+    """
+    return torch.linalg.svd(linear.weight.detach().to("cpu", torch.float64), full_matrices=False)
 
 
 def model_svds(model: nn.Module) -> dict[str, SVD]:
