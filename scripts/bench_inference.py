@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--chunks", default="64,128,256,512,1024,2500")
+    p.add_argument("--mlp-chunks", default="512,1024,2500", help="MLP chunk sizes after a trunk in chunks of 256")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
@@ -35,20 +36,32 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8)
     trunk = lambda x: net.features(x)  # noqa: E731
     full = lambda x: net.classifier(net.features(x))  # noqa: E731
+
+    def split(x: torch.Tensor, trunk_chunk: int, mlp_chunk: int) -> list[torch.Tensor]:
+        feats = torch.cat([trunk(x[i: i + trunk_chunk]) for i in range(0, len(x), trunk_chunk)])
+        return [net.classifier(feats[i: i + mlp_chunk]) for i in range(0, len(feats), mlp_chunk)]
     with torch.inference_mode():
         cl = net.normalize(images)  # NCHW shape, channels-last strides (a view of NHWC)
         nchw = cl.contiguous()
         variants = {"NCHW contiguous, one call": (nchw, None), "channels-last view, one call": (cl, None)}
         for c in (int(c) for c in args.chunks.split(",")):
             variants[f"channels-last, chunks of {c}"] = (cl, c)
+        for c in (int(c) for c in args.mlp_chunks.split(",")):
+            variants[f"trunk chunks 256, MLP chunks {c}"] = (cl, (256, c))
         results = {}
         print(f"device: {device_name()}, threads: {torch.get_num_threads()}, batch {args.batch}")
         print(f"{'variant':<34}{'trunk us/ex':>12}{'model us/ex':>12}")
         for name, (x, chunk) in variants.items():
             row = []
             for fn in (trunk, full):
-                call = (lambda: fn(x)) if chunk is None else (
-                    lambda: [fn(x[i: i + chunk]) for i in range(0, len(x), chunk)])
+                if isinstance(chunk, tuple):  # trunk and MLP apart, as torch_impl.latency.predict does
+                    if fn is trunk:
+                        call = lambda: [trunk(x[i: i + 256]) for i in range(0, len(x), 256)]  # noqa: E731
+                    else:
+                        call = lambda: split(x, *chunk)  # noqa: E731
+                else:
+                    call = (lambda: fn(x)) if chunk is None else (
+                        lambda: [fn(x[i: i + chunk]) for i in range(0, len(x), chunk)])
                 times = time_calls(call, torch.device("cpu"), warmup=1, repeats=args.repeats)
                 row.append(statistics.median(times) / args.batch * 1e6)
             results[name] = row[1]

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from tests.conftest import TinyNet, learnable_images
-from torch_impl.latency import measure_latency, paired_speedup
+from torch_impl import latency
+from torch_impl.latency import measure_latency, paired_speedup, predict
+from torch_impl.model import build_model
 from torch_impl.plots import mac_break_even_fraction, plot_sweep
 from torch_impl.sweep import format_table, run_sweep, write_results
 
@@ -38,6 +40,18 @@ def test_paired_timing_alternates_the_models(data) -> None:
     ratio = paired_speedup(Recorder("A", log), Recorder("B", log), data[0], batch_size=8, repeats=3, warmup=1)
     assert ratio > 0
     assert log == ["A", "B"] + ["A", "B"] * 3  # warm-up each, then strictly alternating pairs
+
+
+def test_chunked_prediction_equals_one_call(data, monkeypatch) -> None:
+    net = build_model(0).eval()
+    images = data[0][:23]
+    with torch.inference_mode():
+        whole = net(images)
+        monkeypatch.setattr(latency, "MLP_CHUNK", 4)  # so the MLP is chunked apart from the trunk too
+        for chunk in (5, 7, 23, None):
+            torch.testing.assert_close(predict(net, images, chunk=chunk), whole, rtol=1e-5, atol=1e-5)
+        tiny = TinyNet().eval()  # no normalize/features/classifier: chunked as one model
+        torch.testing.assert_close(predict(tiny, images, chunk=5), tiny(images), rtol=1e-5, atol=1e-5)
 
 
 def test_measure_latency_reports_each_batch_size(data) -> None:

@@ -10,6 +10,7 @@ the convolutions as a channels-last view (no copy), and large batches go through
 chunks of ``INFERENCE_CHUNK`` images, which keeps activations in cache. On this 2-core
 CPU the convolution trunk measured 263 us/example at batch 10,000 in NCHW against 70
 in channels-last chunks of 256 (issue 3); ``scripts/bench_inference.py`` re-measures it.
+The MLP then runs in chunks of ``MLP_CHUNK`` rows (see ``predict``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from torch import nn
 from torch_impl.lowrank import LowRankLinear
 
 INFERENCE_CHUNK = 256  # CPU only: a GPU is fastest with the whole batch in one call
+MLP_CHUNK = 1024  # CPU only: rows per MLP call when the trunk and the MLP run apart
 DEFAULT_BATCH_SIZES = (10_000, 1)
-INFERENCE_METHOD = (f"torch eager, inference_mode, uint8 NHWC input as a channels-last view, "
-                    f"on CPU batches run in chunks of {INFERENCE_CHUNK} images with denormals flushed, "
-                    "on GPU whole batches in full fp32 (no TF32)")
+INFERENCE_METHOD = (f"torch eager, inference_mode, uint8 NHWC input as a channels-last view; on CPU "
+                    f"the conv trunk runs in chunks of {INFERENCE_CHUNK} images and the MLP in chunks of "
+                    f"{MLP_CHUNK} rows, denormals flushed; on GPU whole batches in full fp32 (no TF32)")
 
 
 def inference_chunk(device: torch.device) -> int | None:
@@ -36,13 +38,27 @@ def inference_chunk(device: torch.device) -> int | None:
     return INFERENCE_CHUNK if device.type == "cpu" else None
 
 
+def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    if chunk is None or x.shape[0] <= chunk:
+        return fn(x)
+    return torch.cat([fn(x[i: i + chunk]) for i in range(0, x.shape[0], chunk)])
+
+
 def predict(model: nn.Module, images: torch.Tensor, chunk: int | None | str = "auto") -> torch.Tensor:
-    """Logits for ``images`` (uint8 ``[N, 32, 32, 3]``), in chunks on CPU; call under inference_mode."""
+    """Logits for ``images`` (uint8 ``[N, 32, 32, 3]``), in chunks on CPU; call under inference_mode.
+
+    A model laid out as ``Net`` (``normalize``, ``features``, ``classifier``; compressed copies
+    keep it) runs its trunk and its MLP in chunks of different sizes on CPU: the convolutions
+    are fastest while a chunk's activations stay in cache (256 images), the MLP's matrix
+    products with more rows per weight read (measured on 2 cores, batch 10,000: 412-450
+    us/example with both at 256, 297-309 with the MLP at 1024; ``scripts/bench_inference.py``).
+    """
     if chunk == "auto":
         chunk = inference_chunk(images.device)
-    if chunk is None or images.shape[0] <= chunk:
-        return model(images)
-    return torch.cat([model(images[i: i + chunk]) for i in range(0, images.shape[0], chunk)])
+    if chunk is not None and all(hasattr(model, a) for a in ("normalize", "features", "classifier")):
+        features = _chunked(lambda x: model.features(model.normalize(x)), images, chunk)
+        return _chunked(model.classifier, features, max(chunk, MLP_CHUNK))
+    return _chunked(model, images, chunk)
 
 
 def _sync(device: torch.device) -> None:
