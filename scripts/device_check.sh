@@ -9,6 +9,7 @@
 #   DATA_TAR=.cache/cifar10-jpeg.tar.xz WHEELS=.whl BUDGET_S=540 bash scripts/device_check.sh
 #
 # SMOKE=1 shrinks every step to a few iterations (for a dry run on a CPU machine).
+# SKIP="jax seed" leaves steps out; FRACTIONS=1.0,0.5,0.2,0.1 shortens both sweeps.
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 OUT=${OUT:-/tmp/device_out}
@@ -59,19 +60,20 @@ if [ -n "${SMOKE:-}" ]; then
 else
     TORCH_ARGS="" SEED_ARGS="" SWEEP_ARGS=""
 fi
+[ -n "${FRACTIONS:-}" ] && SWEEP_ARGS="$SWEEP_ARGS --fractions $FRACTIONS"
+skip() { case " ${SKIP:-} " in *" $1 "*) echo "== $1: skipped (SKIP)"; return 0;; esac; return 1; }
 COMMON="--seed 42 --no-progress-bar"
 step data 120 $PY -c "from torch_impl.data import load_cifar10; a = load_cifar10(); print(a.train_images.shape, a.test_images.shape)"
-step torch_cpu_preset 150 $PY scripts/train.py $COMMON --accelerator "$ACCEL" --out-dir "$RUNS/torch_cpu_preset" $TORCH_ARGS
-step jax_cpu_preset 150 $PY scripts/train.py $COMMON --framework jax --out-dir "$RUNS/jax_cpu_preset" $TORCH_ARGS
+step torch_cpu_preset "${TORCH_LIMIT:-150}" $PY scripts/train.py $COMMON --accelerator "$ACCEL" --out-dir "$RUNS/torch_cpu_preset" $TORCH_ARGS
+skip jax || step jax_cpu_preset 150 $PY scripts/train.py $COMMON --framework jax --out-dir "$RUNS/jax_cpu_preset" $TORCH_ARGS
 CKPT="$RUNS/torch_cpu_preset/model.pt"
 if [ -f "$CKPT" ]; then
     JAX_RUN=(); [ -f "$RUNS/jax_cpu_preset/metrics.json" ] && JAX_RUN=(--jax-run "$RUNS/jax_cpu_preset")
     step parity_gpu 150 $PY scripts/parity_report.py --checkpoint "$CKPT" "${JAX_RUN[@]}" \
-        --out-dir "$RUNS/parity_gpu" --no-progress-bar $SWEEP_ARGS
-    step sweep_gpu 100 $PY scripts/sweep_ranks.py --checkpoint "$CKPT" --out-dir "$RUNS/sweep_gpu" \
-        --no-progress-bar $SWEEP_ARGS
+        --out-dir "$RUNS/parity_gpu" $SWEEP_ARGS
+    step sweep_gpu 100 $PY scripts/sweep_ranks.py --checkpoint "$CKPT" --out-dir "$RUNS/sweep_gpu" $SWEEP_ARGS
 fi
-step seed_preset 400 $PY scripts/train.py $COMMON --preset seed --accelerator "$ACCEL" --out-dir "$RUNS/seed_preset" $SEED_ARGS
+skip seed || step seed_preset 400 $PY scripts/train.py $COMMON --preset seed --accelerator "$ACCEL" --out-dir "$RUNS/seed_preset" $SEED_ARGS
 
 # Small files only: metrics, logs, tables, plots.
 (cd "$RUNS" && find . -type f \( -name '*.json' -o -name '*.csv' -o -name '*.png' -o -name '*.yaml' \) -print0 \

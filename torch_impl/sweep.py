@@ -90,6 +90,15 @@ CSV_FIELDS = ("framework", "mode", "rank_fraction", "test_acc", "latency_us_b100
               "latency_us_b1", "latency_iqr_us_b1", "params", "mlp_macs", "total_macs", "ranks")
 
 
+def _ranks_text(ranks: list | dict | None) -> str:
+    """Ranks as one CSV cell: ``3000 dense 8`` (a list) or ``classifier.0:64 ...`` (a dict)."""
+    if ranks is None:
+        return ""
+    if isinstance(ranks, dict):
+        return " ".join(f"{k}:{'dense' if v is None else v}" for k, v in ranks.items())
+    return " ".join("dense" if x is None else str(x) for x in ranks)
+
+
 def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[str, Any],
                   stem: str = "sweep") -> tuple[Path, Path]:
     """``<stem>.csv`` (one row per point) and ``<stem>.json`` (rows plus provenance)."""
@@ -101,7 +110,7 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({**r, "ranks": " ".join("dense" if x is None else str(x) for x in r["ranks"])})
+            w.writerow({**r, "ranks": _ranks_text(r.get("ranks"))})
     json_path.write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str) + "\n")
     return csv_path, json_path
 

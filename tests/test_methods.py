@@ -1,0 +1,92 @@
+"""Every compression recipe builds a model that runs and keeps its shapes; the alternatives behave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import learnable_images, write_image_folder
+from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, lowrank_as_linears, magnitude_prune
+from torch_impl.answers import answers, pareto_front
+from torch_impl.data import CIFAR10DataModule
+from torch_impl.finetune import zero_fraction
+from torch_impl.lowrank import compress_model, model_svds
+from torch_impl.methods import Context, default_recipes, run_recipe
+from torch_impl.model import build_model
+from torch_impl.report import bars
+
+INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory) -> Context:
+    root = write_image_folder(tmp_path_factory.mktemp("cifar"), n_train=4, n_test=2)
+    dm = CIFAR10DataModule(str(root), str(root / "cache"), batch_size=8, val_fraction=0.0)
+    dense = build_model(0).eval()
+    return Context(dense, model_svds(dense), torch.from_numpy(learnable_images(6, seed=5)[0]), dm, "cpu")
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.from_numpy(learnable_images(2, seed=9)[0])
+
+
+def test_every_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor) -> None:
+    before = {k: v.clone() for k, v in ctx.dense.state_dict().items()}
+    for recipe in default_recipes(ft_steps=2):
+        model, info = run_recipe(recipe, ctx, evaluate=lambda m: 0.5)
+        with torch.inference_mode():
+            logits = model(images)
+        assert logits.shape == (len(images), 10) and torch.isfinite(logits).all(), recipe.name
+        assert info["method"] == recipe.name and info["macs_by_layer"]
+        if recipe.finetune_steps:
+            assert info["finetune_steps"] == 2 and info["acc_before_finetune"] == 0.5
+        if info.get("pruned"):  # the mask held through the fine-tune
+            assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
+    for k, v in ctx.dense.state_dict().items():  # the dense model is never modified
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_pruning_zeroes_the_share_asked_for(ctx: Context) -> None:
+    pruned = magnitude_prune(ctx.dense, 0.9)
+    assert zero_fraction(pruned) == pytest.approx(0.9, abs=1e-3)
+    assert zero_fraction(ctx.dense) == 0.0
+    with pytest.raises(ValueError, match=r"amount .* must be in \[0, 1\)"):
+        magnitude_prune(ctx.dense, 1.0)
+
+
+def test_int8_tracks_the_float_model(ctx: Context, images: torch.Tensor) -> None:
+    low, _ = compress_model(ctx.dense, rank_fraction=0.5, svds=ctx.svds)
+    split = lowrank_as_linears(low)  # the same function as two nn.Linear
+    with torch.inference_mode():
+        ref = low(images)
+        torch.testing.assert_close(split(images), ref, atol=1e-5, rtol=1e-5)
+        q = dynamic_int8(low)(images)
+    assert (q - ref).abs().max() <= INT8_RTOL * (ref.max() - ref.min())
+
+
+def test_smaller_head_has_the_right_shape(ctx: Context, images: torch.Tensor) -> None:
+    small = drop_hidden_mlp(ctx.dense)
+    linears = [m for m in small.classifier.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(3072, 10)]
+    assert small(images).shape == (len(images), 10)
+
+
+def test_report_helpers_on_synthetic_rows() -> None:
+    rows = [
+        {"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0, "total_macs": 28e6},
+        {"method": "SVD f=0.5", "family": "plain SVD", "test_acc": 0.66, "latency_ratio_paired": 0.8, "total_macs": 26e6},
+        {"method": "SVD f=0.2", "family": "plain SVD", "test_acc": 0.40, "latency_ratio_paired": 0.6, "total_macs": 15e6},
+        {"method": "SVD f=0.1", "family": "plain SVD", "test_acc": 0.19, "latency_ratio_paired": 0.5, "total_macs": 11e6},
+        {"method": "A", "family": "x", "test_acc": 0.698, "latency_ratio_paired": 0.55, "total_macs": 8e6},
+        {"method": "B", "family": "x", "test_acc": 0.69, "latency_ratio_paired": 0.2, "total_macs": 2e6},
+    ]
+    assert [r["method"] for r in pareto_front(rows)] == ["B", "A", "dense"]
+    v = bars(rows)
+    assert v["at_svd_0.2_latency"]["best"] == "A" and v["at_svd_0.2_latency"]["met"]
+    assert v["at_25pct_latency"]["best"] == "B" and v["at_25pct_latency"]["met"]
+    text = " ".join(answers(rows))
+    assert "SVD f=0.2: 40.00% (-30.00 pp)" in text and "B at 0.200x dense time" in text

@@ -1,0 +1,142 @@
+"""The compression methods compared by ``scripts/compare_methods.py``, each a recipe.
+
+A recipe builds a compressed model from the trained dense one (never modified), may
+fine-tune it (``finetune_steps``) and may quantize the result to int8 last. Recipes are
+built lazily, one at a time, so a comparison holds one compressed model in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent
+from torch_impl.data import CIFAR10DataModule
+from torch_impl.data_aware import data_aware_compress
+from torch_impl.finetune import finetune, zero_fraction
+from torch_impl.latency import count_macs
+from torch_impl.lowrank import compress_model
+from torch_impl.rank_select import budget_ranks, energy_ranks, ranks_macs
+
+CONV_NAMES = ("features.0", "features.4")  # conv1 (3->18), conv2 (18->48) in Net
+
+
+@dataclass
+class Context:
+    """What every recipe may use: the dense model, its SVDs, calibration images, the data."""
+
+    dense: nn.Module
+    svds: dict
+    calib_images: torch.Tensor
+    datamodule: CIFAR10DataModule
+    accelerator: str = "auto"
+
+
+@dataclass
+class Recipe:
+    name: str
+    family: str  # groups points on the Pareto plot
+    build: Callable[[Context], tuple[nn.Module, dict[str, Any]]]
+    finetune_steps: int = 0
+    int8: bool = False
+    notes: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], float] | None = None
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """The recipe's model (built, fine-tuned, quantized) and what was done, for the table;
+    ``evaluate`` (model -> test accuracy) records the accuracy before fine-tuning."""
+    model, info = recipe.build(ctx)
+    info = {"method": recipe.name, "family": recipe.family, "notes": recipe.notes, **info}
+    if recipe.finetune_steps:
+        if evaluate is not None:
+            info["acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
+        model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, accelerator=ctx.accelerator)
+        info.update(ft)
+    model = make_permanent(model)
+    info["macs_by_layer"] = count_macs(model)  # before int8: quantized layers hide from its hooks
+    if recipe.int8:
+        model = dynamic_int8(model)
+    return model.eval(), info
+
+
+def _uniform(fraction: float) -> Callable[[Context], tuple[nn.Module, dict]]:
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        model, report = compress_model(ctx.dense, rank_fraction=fraction, svds=ctx.svds)
+        return model, {"ranks": {r.name: r.rank for r in report}}
+    return build
+
+
+def _per_layer(rule: str, value: float, data_aware: bool, conv_ranks: dict[str, int] | None = None
+               ) -> Callable[[Context], tuple[nn.Module, dict]]:
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        ranks = (energy_ranks(ctx.dense, value, svds=ctx.svds) if rule == "energy"
+                 else budget_ranks(ctx.dense, int(value), svds=ctx.svds))
+        info = {"ranks": dict(ranks), "mlp_macs_budgeted": ranks_macs(ctx.dense, ranks)}
+        if data_aware:
+            all_ranks = {**(conv_ranks or {}), **ranks}  # module order: convs first
+            return data_aware_compress(ctx.dense, all_ranks, ctx.calib_images), {**info, "conv_ranks": conv_ranks}
+        if conv_ranks:
+            raise ValueError("conv compression is done data-aware here; pass data_aware=True")
+        model, _ = compress_model(ctx.dense, ranks={k: v for k, v in ranks.items()}, svds=ctx.svds)
+        return model, info
+    return build
+
+
+def _drop_hidden(ctx: Context) -> tuple[nn.Module, dict]:
+    return drop_hidden_mlp(ctx.dense), {}
+
+
+def _prune(amount: float) -> Callable[[Context], tuple[nn.Module, dict]]:
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        model = magnitude_prune(ctx.dense, amount, permanent=False)
+        return model, {"pruned": amount}
+    return build
+
+
+def _dense(ctx: Context) -> tuple[nn.Module, dict]:
+    return copy.deepcopy(ctx.dense), {}
+
+
+def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
+                    conv_ranks: dict[str, int] | None = None) -> list[Recipe]:
+    """The comparison of issue 5: plain SVD, per-layer rules, data-aware, fine-tuning, conv
+    compression, and the non-SVD alternatives, plus combinations with int8."""
+    conv_ranks = conv_ranks or {CONV_NAMES[0]: 8, CONV_NAMES[1]: 16}
+    return [
+        Recipe("SVD f=0.5", "plain SVD", _uniform(0.5)),
+        Recipe("SVD f=0.2", "plain SVD", _uniform(0.2)),
+        Recipe("SVD f=0.1", "plain SVD", _uniform(0.1)),
+        Recipe("energy tau=0.9", "per-layer ranks", _per_layer("energy", 0.9, False)),
+        Recipe("energy tau=0.7", "per-layer ranks", _per_layer("energy", 0.7, False)),
+        Recipe(f"budget {mlp_budget / 1e6:g}M MACs", "per-layer ranks", _per_layer("budget", mlp_budget, False)),
+        Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware", "data-aware", _per_layer("budget", mlp_budget, True)),
+        Recipe(f"budget {tight_budget / 1e6:g}M MACs", "per-layer ranks", _per_layer("budget", tight_budget, False)),
+        Recipe(f"budget {tight_budget / 1e6:g}M, data-aware", "data-aware",
+               _per_layer("budget", tight_budget, True)),
+        Recipe(f"budget {tight_budget / 1e6:g}M, data-aware + FT", "fine-tuned",
+               _per_layer("budget", tight_budget, True), finetune_steps=ft_steps),
+        Recipe(f"convs {conv_ranks[CONV_NAMES[0]]}/{conv_ranks[CONV_NAMES[1]]} + budget "
+               f"{tight_budget / 1e6:g}M, data-aware + FT", "conv + MLP low-rank",
+               _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps),
+        Recipe(f"convs {conv_ranks[CONV_NAMES[0]]}/{conv_ranks[CONV_NAMES[1]]} + budget "
+               f"{tight_budget / 1e6:g}M, data-aware + FT + int8", "combination",
+               _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps, int8=True),
+        Recipe("no hidden MLP + FT", "non-SVD", _drop_hidden, finetune_steps=ft_steps),
+        Recipe("prune 90% + FT", "non-SVD", _prune(0.9), finetune_steps=ft_steps),
+        Recipe("dense int8", "non-SVD", _dense, int8=True),
+        Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware + int8", "combination",
+               _per_layer("budget", mlp_budget, True), int8=True),
+    ]
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """Parameter count and the zero share of the linear weights (pruning), for the table."""
+    params = sum(p.numel() for p in model.parameters())
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return {"params": params, "linear_zero_share": zero_fraction(model) if linears else None}
