@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine (README.md):
-#   make run    install, train (CPU preset), sweep ranks, compare with the JAX reference
+#   make run    install, train (CPU preset), sweep ranks, compare with the JAX reference,
+#               compare compression methods (REPORT.md)
 #   make test   install, run the unit and parity tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,7 +23,8 @@ run: install
 	$(PY) scripts/train.py --out-dir $(OUT)/train $(TRAIN_ARGS)
 	$(PY) scripts/sweep_ranks.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/sweep
 	$(PY) scripts/parity_report.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/parity
-	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots)"
+	$(PY) scripts/compare_methods.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/compare
+	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots), $(OUT)/compare/REPORT.md"
 
 test: install
 	$(PY) -m pytest -q

@@ -45,7 +45,8 @@ def run_jax_training(cfg: TrainConfig) -> dict:
         "steps": cfg.steps, "train_time_s": out["train_time_s"], "wall_time_s": time.perf_counter() - start,
         "images_per_s": out["images_per_s"], "evals": out["evals"], "final_loss": float(out["losses"][-1]),
         "n_train": len(splits["train"][1]), "n_test": len(splits["test"][1]), "config": asdict(cfg),
-        "provenance": provenance(seed=cfg.seed, jax_backend=jax.default_backend()),
+        "provenance": provenance(seed=cfg.seed, jax_backend=jax.default_backend(),
+                                 jax_device=jax.devices()[0].device_kind),
     }
     save_params(Path(cfg.out_dir) / "params.npz", jax.device_get(out["avg_params"]))
     write_json(Path(cfg.out_dir) / "metrics.json", metrics)

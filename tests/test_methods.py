@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from tests.conftest import learnable_images, write_image_folder
-from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, lowrank_as_linears, magnitude_prune
+from torch_impl.alternatives import (drop_hidden_mlp, dynamic_int8, lowrank_as_linears, magnitude_prune,
+                                     prune_channels)
 from torch_impl.answers import answers, pareto_front
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.finetune import zero_fraction
@@ -66,6 +67,17 @@ def test_int8_tracks_the_float_model(ctx: Context, images: torch.Tensor) -> None
         torch.testing.assert_close(split(images), ref, atol=1e-5, rtol=1e-5)
         q = dynamic_int8(low)(images)
     assert (q - ref).abs().max() <= INT8_RTOL * (ref.max() - ref.min())
+
+
+def test_channel_pruning_keeping_every_channel_is_the_identity(ctx: Context, images: torch.Tensor) -> None:
+    same = prune_channels(ctx.dense, 18, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(same(images), ctx.dense(images), atol=1e-5, rtol=1e-5)
+    small = prune_channels(ctx.dense, 8, 24)
+    assert small.features[4].weight.shape == (24, 8, 5, 5) and small.classifier[0].in_features == 64 * 24
+    assert small(images).shape == (len(images), 10)
+    with pytest.raises(ValueError, match="keep_conv1 must be in"):
+        prune_channels(ctx.dense, 0, 24)
 
 
 def test_smaller_head_has_the_right_shape(ctx: Context, images: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent
+from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.data_aware import data_aware_compress
 from torch_impl.finetune import finetune, zero_fraction
@@ -88,6 +88,16 @@ def _per_layer(rule: str, value: float, data_aware: bool, conv_ranks: dict[str, 
     return build
 
 
+def _channels(keep1: int, keep2: int, budget: int) -> Callable[[Context], tuple[nn.Module, dict]]:
+    """Structured channel pruning of the convolutions, then the MAC-budget rule, data-aware."""
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        pruned = prune_channels(ctx.dense, keep1, keep2)
+        ranks = budget_ranks(pruned, budget)
+        return data_aware_compress(pruned, ranks, ctx.calib_images), {"ranks": dict(ranks),
+                                                                      "channels": [keep1, keep2]}
+    return build
+
+
 def _drop_hidden(ctx: Context) -> tuple[nn.Module, dict]:
     return drop_hidden_mlp(ctx.dense), {}
 
@@ -127,6 +137,10 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
         Recipe(f"convs {conv_ranks[CONV_NAMES[0]]}/{conv_ranks[CONV_NAMES[1]]} + budget "
                f"{tight_budget / 1e6:g}M, data-aware + FT + int8", "combination",
                _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps, int8=True),
+        Recipe(f"channels 10/32 + budget {tight_budget / 1e6:g}M, data-aware + FT", "channel pruning",
+               _channels(10, 32, tight_budget), finetune_steps=ft_steps),
+        Recipe(f"channels 8/24 + budget {tight_budget / 1e6:g}M, data-aware + FT + int8", "channel pruning",
+               _channels(8, 24, tight_budget), finetune_steps=ft_steps, int8=True),
         Recipe("no hidden MLP + FT", "non-SVD", _drop_hidden, finetune_steps=ft_steps),
         Recipe("prune 90% + FT", "non-SVD", _prune(0.9), finetune_steps=ft_steps),
         Recipe("dense int8", "non-SVD", _dense, int8=True),
