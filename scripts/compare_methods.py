@@ -12,6 +12,7 @@ pruning, dynamic int8, and combinations. Writes compare.csv/json, pareto.png and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -43,8 +44,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir")
     p.add_argument("--test-limit", type=int, help="a random subset of N test images (quick looks)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild pareto.png, bars.json and REPORT.md from <out-dir>/compare.json")
     p.add_argument("--no-progress-bar", action="store_true")
     return p.parse_args(argv)
+
+
+def write_outputs(rows: list[dict], out_dir: Path, meta: dict, checkpoint: str) -> Path:
+    plot = pareto_plot(rows, out_dir, tuple(meta["batch_sizes"]))
+    verdicts = bars(rows)
+    write_json(out_dir / "bars.json", verdicts)
+    report = write_report(out_dir / "REPORT.md", rows, tuple(meta["batch_sizes"]), plot, verdicts, answers(rows),
+                          {**meta["provenance"], "checkpoint": checkpoint,
+                           "threads": meta["provenance"].get("torch_threads")})
+    print(f"\ntable: {out_dir / 'compare.csv'}\nplot:  {plot}\nreport: {report}")
+    return report
 
 
 def reconstructed(fraction: float) -> Recipe:
@@ -71,6 +85,13 @@ def measure(model: torch.nn.Module, dense: torch.nn.Module, images: torch.Tensor
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    if args.report_only:
+        path = Path(args.out_dir) / "compare.json"
+        if not path.is_file():
+            sys.exit(f"error: --report-only needs {path}; run without --report-only first")
+        meta = json.loads(path.read_text())
+        write_outputs(meta["rows"], Path(args.out_dir), meta, meta["checkpoint"])
+        return meta["rows"]
     try:
         dense, _ = load_model(args.checkpoint)
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
@@ -103,13 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     meta = {"checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes,
             "finetune_steps": args.finetune_steps, "calib_images": args.calib_images, "provenance": provenance()}
     write_results(rows, out_dir, meta, stem="compare")
-    plot = pareto_plot(rows, out_dir, tuple(batch_sizes))
-    verdicts = bars(rows)
-    write_json(out_dir / "bars.json", verdicts)
-    report = write_report(out_dir / "REPORT.md", rows, tuple(batch_sizes), plot, verdicts, answers(rows),
-                          {**meta["provenance"], "checkpoint": args.checkpoint,
-                           "threads": torch.get_num_threads()})
-    print(f"\ntable: {out_dir / 'compare.csv'}\nplot:  {plot}\nreport: {report}")
+    write_outputs(rows, out_dir, meta, args.checkpoint)
     return rows
 
 

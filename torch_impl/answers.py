@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 Row = dict[str, Any]
+# Paired latency ratios of two models doing the same work landed within these bounds here
+# (reconstructed vs dense: 0.90-1.08 over a 10-point sweep), so closer ratios are not claimed.
+NOISE_LOW, NOISE_HIGH = 0.9, 1.1
 
 
 def _find(rows: list[Row], name: str) -> Row | None:
@@ -41,12 +44,13 @@ def answers(rows: list[Row]) -> list[str]:
                    "rules below, which keep it dense.")
     rec = _find(rows, "SVD f=0.2 reconstructed")
     if dense and rec:
-        faster = rec["latency_ratio_paired"] < 0.95
+        ratio = rec["latency_ratio_paired"]
+        verdict = ("faster, though the work is the same: look for a measurement problem" if ratio < NOISE_LOW
+                   else "no faster (within the timing noise)" if ratio <= NOISE_HIGH else "slower")
         out.append(f"**Replacing each weight by its rank-truncated product** (reconstructed, f=0.2) runs at "
-                   f"{rec['latency_ratio_paired']:.3f}x the dense time (paired) with the same "
-                   f"{rec['total_macs'] / 1e6:.2f} M MACs: it is {'faster' if faster else 'not faster'}, because "
-                   "the product B @ A is a dense matrix of the original shape, so the same dense matmuls run; "
-                   "only the factorized form changes the work.")
+                   f"{ratio:.3f}x the dense time (paired) with the same {rec['total_macs'] / 1e6:.2f} M MACs: "
+                   f"{verdict}. The product B @ A is a dense matrix of the original shape, so the same dense "
+                   "matmuls run; only the factorized form changes the work.")
     if dense and svd:
         out.append("**Time vs rank in factorized space:** "
                    + "; ".join(f"{r['method']}: {r['latency_ratio_paired']:.3f}x dense time, "
@@ -59,10 +63,12 @@ def answers(rows: list[Row]) -> list[str]:
         out.append("**Which method wins where (Pareto front, batch 10,000, fastest first):** "
                    + "; ".join(f"{r['method']} at {r['latency_ratio_paired']:.3f}x dense time, "
                                f"{100 * r['test_acc']:.2f}% ({_pp(r, dense)})" for r in front) + ".")
-    da, plain = _find(rows, "budget 0.4M, data-aware"), _find(rows, "budget 0.4M MACs")
-    if da and plain:
-        out.append(f"**Data-aware vs plain factors at the same ranks** (0.4 M MAC budget): "
-                   f"{100 * da['test_acc']:.2f}% vs {100 * plain['test_acc']:.2f}%.")
+    pairs = [(b, _find(rows, f"budget {b}, data-aware"), _find(rows, f"budget {b} MACs")) for b in ("2M", "0.4M")]
+    if found := [(b, da, plain) for b, da, plain in pairs if da and plain]:
+        out.append("**Data-aware vs plain factors at the same ranks:** " + "; ".join(
+            f"{b} MAC budget: {100 * da['test_acc']:.2f}% vs {100 * plain['test_acc']:.2f}%" for b, da, plain in found)
+            + ". Data-aware factors keep each layer's outputs better (tests/test_data_aware.py), which is not "
+              "the same as keeping the classification: where they lose, fine-tuning is what recovers.")
     ft = [r for r in rows if r.get("acc_before_finetune") is not None]
     if ft:
         out.append("**Recovery fine-tuning:** " + "; ".join(

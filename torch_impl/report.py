@@ -96,7 +96,14 @@ def write_report(path: Path, rows: list[dict[str, Any]], batch_sizes: tuple[int,
              f"![Pareto plot]({plot.name})", "", table(rows, batch_sizes), "", "## Answers", ""]
     lines += [f"- {a}" for a in answers]
     lines += ["", "## Bars (issue 5)", ""]
-    for k, v in verdicts.items():
-        lines.append(f"- `{k}`: {v}")
+    a = verdicts.get("at_svd_0.2_latency")
+    if a:
+        lines.append(f"- At no more than plain SVD f=0.2's latency ({a['limit_ratio']:.3f}x dense), within 0.5 pp "
+                     f"of dense: **{'met' if a['met'] else 'missed'}**; best there: {a['best']} "
+                     + (f"({a['d_acc_pp']:+.2f} pp)." if a["best"] else "(none)."))
+    b = verdicts["at_25pct_latency"]
+    lines.append(f"- At no more than 25% of dense latency, within 1.5 pp: **{'met' if b['met'] else 'missed'}**; "
+                 + (f"best there: {b['best']} ({b['d_acc_pp']:+.2f} pp); " if b["best"] else "no method is that fast; ")
+                 + f"the fastest method within 1.5 pp is {b['fastest_within_1.5pp']} at {b['its_ratio']:.3f}x.")
     path.write_text("\n".join(lines) + "\n")
     return path
