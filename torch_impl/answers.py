@@ -67,8 +67,8 @@ def answers(rows: list[Row]) -> list[str]:
     if found := [(b, da, plain) for b, da, plain in pairs if da and plain]:
         out.append("**Data-aware vs plain factors at the same ranks:** " + "; ".join(
             f"{b} MAC budget: {100 * da['test_acc']:.2f}% vs {100 * plain['test_acc']:.2f}%" for b, da, plain in found)
-            + ". Data-aware factors keep each layer's outputs better (tests/test_data_aware.py), which is not "
-              "the same as keeping the classification: where they lose, fine-tuning is what recovers.")
+            + ". Data-aware factors always keep each layer's outputs on the calibration images better "
+              "(tests/test_data_aware.py); that is not the same objective as the test accuracy.")
     ft = [r for r in rows if r.get("acc_before_finetune") is not None]
     if ft:
         out.append("**Recovery fine-tuning:** " + "; ".join(
