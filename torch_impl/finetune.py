@@ -38,12 +38,6 @@ def finetune(model: nn.Module, datamodule: CIFAR10DataModule, steps: int, seed: 
                    "finetune_batch_size": datamodule.hparams.batch_size}
 
 
-def trainable(model: nn.Module) -> bool:
-    """False for models whose weights cannot be trained (e.g. dynamically quantized ones)."""
-    return any(p.requires_grad for p in model.parameters()) and not any(
-        "quantized" in type(m).__module__ for m in model.modules())
-
-
 @torch.no_grad()
 def zero_fraction(model: nn.Module) -> float:
     """Share of exactly-zero entries among the linear weights (pruning keeps its zeros only

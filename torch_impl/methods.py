@@ -8,7 +8,7 @@ built lazily, one at a time, so a comparison holds one compressed model in memor
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -44,7 +44,6 @@ class Recipe:
     finetune_steps: int = 0
     int8: bool = False
     notes: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], float] | None = None
@@ -83,7 +82,7 @@ def _per_layer(rule: str, value: float, data_aware: bool, conv_ranks: dict[str, 
             return data_aware_compress(ctx.dense, all_ranks, ctx.calib_images), {**info, "conv_ranks": conv_ranks}
         if conv_ranks:
             raise ValueError("conv compression is done data-aware here; pass data_aware=True")
-        model, _ = compress_model(ctx.dense, ranks={k: v for k, v in ranks.items()}, svds=ctx.svds)
+        model, _ = compress_model(ctx.dense, ranks=ranks, svds=ctx.svds)
         return model, info
     return build
 
