@@ -25,8 +25,8 @@ from tqdm.auto import tqdm  # noqa: E402
 from torch_impl.checkpoint import load_model  # noqa: E402
 from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
 from torch_impl.latency import count_macs, measure_latency, paired_speedup  # noqa: E402
-from torch_impl.lowrank import compress_model, model_svds  # noqa: E402
-from torch_impl.methods import Context, Recipe, default_recipes, describe, run_recipe  # noqa: E402
+from torch_impl.lowrank import model_svds  # noqa: E402
+from torch_impl.methods import Context, default_recipes, describe, run_recipe  # noqa: E402
 from torch_impl.provenance import provenance, write_json  # noqa: E402
 from torch_impl.report import bars, pareto_plot, write_report  # noqa: E402
 from torch_impl.runtime import flush_denormals  # noqa: E402
@@ -61,13 +61,6 @@ def write_outputs(rows: list[dict], out_dir: Path, meta: dict, checkpoint: str) 
     return report
 
 
-def reconstructed(fraction: float) -> Recipe:
-    def build(ctx: Context):
-        model, _ = compress_model(ctx.dense, rank_fraction=fraction, mode="reconstructed", svds=ctx.svds)
-        return model, {}
-    return Recipe(f"SVD f={fraction} reconstructed", "plain SVD", build)
-
-
 def measure(model: torch.nn.Module, dense: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
             batch_sizes: list[int], macs: dict | None = None) -> dict:
     macs = macs if macs is not None else count_macs(model)
@@ -96,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         dense, _ = load_model(args.checkpoint)
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
         splits = dm.numpy_splits()
-        recipes = [reconstructed(0.2)] + default_recipes(ft_steps=args.finetune_steps)
+        recipes = default_recipes(ft_steps=args.finetune_steps)
         if args.only:
             wanted = [w.strip() for w in args.only.split(";") if w.strip()]
             if unknown := [w for w in wanted if w not in {r.name for r in recipes}]:

@@ -64,9 +64,9 @@ def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], flo
     return model.eval(), info
 
 
-def _uniform(fraction: float) -> Callable[[Context], tuple[nn.Module, dict]]:
+def _uniform(fraction: float, mode: str = "factorized") -> Callable[[Context], tuple[nn.Module, dict]]:
     def build(ctx: Context) -> tuple[nn.Module, dict]:
-        model, report = compress_model(ctx.dense, rank_fraction=fraction, svds=ctx.svds)
+        model, report = compress_model(ctx.dense, rank_fraction=fraction, mode=mode, svds=ctx.svds)
         return model, {"ranks": {r.name: r.rank for r in report}}
     return build
 
@@ -118,6 +118,7 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
     compression, and the non-SVD alternatives, plus combinations with int8."""
     conv_ranks = conv_ranks or {CONV_NAMES[0]: 8, CONV_NAMES[1]: 16}
     return [
+        Recipe("SVD f=0.2 reconstructed", "plain SVD", _uniform(0.2, "reconstructed")),
         Recipe("SVD f=0.5", "plain SVD", _uniform(0.5)),
         Recipe("SVD f=0.2", "plain SVD", _uniform(0.2)),
         Recipe("SVD f=0.1", "plain SVD", _uniform(0.1)),
