@@ -20,6 +20,7 @@ from torch_impl.data_aware import data_aware_compress
 from torch_impl.finetune import finetune, zero_fraction
 from torch_impl.latency import count_macs
 from torch_impl.lowrank import compress_model
+from torch_impl.pool_fold import fold_pools
 from torch_impl.rank_select import budget_ranks, energy_ranks, ranks_macs
 
 CONV_NAMES = ("features.0", "features.4")  # conv1 (3->18), conv2 (18->48) in Net
@@ -42,6 +43,7 @@ class Recipe:
     family: str  # groups points on the Pareto plot
     build: Callable[[Context], tuple[nn.Module, dict[str, Any]]]
     finetune_steps: int = 0
+    distill: bool = False  # fine-tune from the dense model's soft labels (torch_impl.distill)
     int8: bool = False
     notes: str = ""
 
@@ -55,7 +57,8 @@ def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], flo
     if recipe.finetune_steps:
         if evaluate is not None:
             info["acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
-        model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, accelerator=ctx.accelerator)
+        model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, accelerator=ctx.accelerator,
+                             teacher=ctx.dense if recipe.distill else None)
         info.update(ft)
     model = make_permanent(model)
     info["macs_by_layer"] = count_macs(model)  # before int8: quantized layers hide from its hooks
@@ -94,6 +97,18 @@ def _channels(keep1: int, keep2: int, budget: int) -> Callable[[Context], tuple[
         ranks = budget_ranks(pruned, budget)
         return data_aware_compress(pruned, ranks, ctx.calib_images), {"ranks": dict(ranks),
                                                                       "channels": [keep1, keep2]}
+    return build
+
+
+def _folded(budget: int | None) -> Callable[[Context], tuple[nn.Module, dict]]:
+    """Pools folded into the convolutions (``torch_impl.pool_fold``), then, with ``budget``,
+    the MLP under the MAC-budget rule with data-aware factors calibrated on the new trunk."""
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        folded = fold_pools(ctx.dense)
+        if budget is None:
+            return folded, {}
+        ranks = budget_ranks(folded, budget)
+        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks)}
     return build
 
 

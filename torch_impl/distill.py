@@ -1,0 +1,61 @@
+"""Recovery fine-tuning by knowledge distillation from the dense model (Hinton et al. 2015).
+
+A compressed model that has lost several points learns faster from the dense model's
+soft predictions than from the labels alone: the teacher's full output distribution
+carries which wrong classes are close, on every training image. The loss is
+
+    (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+plus the recipe's L2 term (Adam's coupled weight decay, as in ``LitClassifier``). The
+teacher runs frozen in eval mode; it is a submodule so that Lightning moves it with the
+student, but it is not optimized.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_impl.lit_module import LitClassifier, l2_term
+
+KD_TEMPERATURE = 4.0
+KD_ALPHA = 0.9
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA) -> torch.Tensor:
+    """Hinton's loss; ``T^2`` keeps the soft term's gradient scale independent of ``T``."""
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                    F.log_softmax(teacher_logits / temperature, dim=1), log_target=True, reduction="batchmean")
+    return (1 - alpha) * F.cross_entropy(student_logits, labels) + alpha * temperature ** 2 * soft
+
+
+class LitDistiller(LitClassifier):
+    """``LitClassifier`` whose training loss is ``distillation_loss`` against ``teacher``."""
+
+    def __init__(self, model: nn.Module, teacher: nn.Module, temperature: float = KD_TEMPERATURE,
+                 alpha: float = KD_ALPHA) -> None:
+        if temperature <= 0 or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"distillation needs temperature > 0 and alpha in [0, 1], got {temperature}, {alpha}")
+        super().__init__(model=model)
+        self.save_hyperparameters(ignore=["model", "teacher"])
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "LitDistiller":
+        super().train(mode)
+        self.teacher.eval()  # Lightning calls train() on the whole module; the teacher stays frozen
+        return self
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        with torch.no_grad():
+            teacher_logits = self.teacher(images)
+        logits = self.model(images)
+        loss = distillation_loss(logits, teacher_logits, labels, self.hparams.temperature, self.hparams.alpha)
+        with torch.no_grad():  # its gradient comes from Adam's weight_decay, see lit_module
+            l2 = l2_term([p.detach() for p in self.model.parameters()], self.hparams.l2_coef)
+        self.train_acc(logits, labels)
+        self.log_dict({"train/loss": loss + l2, "train/acc": self.train_acc}, prog_bar=True, on_step=True,
+                      on_epoch=False)
+        return loss
