@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default="runs/train/model.pt")
     p.add_argument("--out-dir", default="runs/compare")
     p.add_argument("--finetune-steps", type=int, default=400, help="recovery fine-tune length (batch 128)")
+    p.add_argument("--distill-steps", type=int, default=1500,
+                   help="fine-tune length of the distilled recipes (the pool-folded trunk)")
     p.add_argument("--calib-images", type=int, default=2048, help="training images for the data-aware factors")
     p.add_argument("--only", help="semicolon-separated method names to run (default: all)")
     p.add_argument("--data-dir")
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         dense, _ = load_model(args.checkpoint)
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
         splits = dm.numpy_splits()
-        recipes = default_recipes(ft_steps=args.finetune_steps)
+        if args.finetune_steps < 1 or args.distill_steps < 1:
+            raise ValueError("--finetune-steps and --distill-steps must be positive")
+        recipes = default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps)
         if args.only:
             wanted = [w.strip() for w in args.only.split(";") if w.strip()]
             if unknown := [w for w in wanted if w not in {r.name for r in recipes}]:
@@ -115,7 +119,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     out_dir = Path(args.out_dir)
     meta = {"checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes,
-            "finetune_steps": args.finetune_steps, "calib_images": args.calib_images, "provenance": provenance()}
+            "finetune_steps": args.finetune_steps, "distill_steps": args.distill_steps,
+            "calib_images": args.calib_images, "provenance": provenance()}
     write_results(rows, out_dir, meta, stem="compare")
     write_outputs(rows, out_dir, meta, args.checkpoint)
     return rows

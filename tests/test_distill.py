@@ -47,3 +47,5 @@ def test_distilled_finetune_moves_the_student_not_the_teacher(tmp_path) -> None:
     module = LitDistiller(student, teacher)
     assert module.hparams.l2_coef == 1e-4 and module.hparams.temperature == 4.0  # both classes' settings
     assert not any(p.requires_grad for p in module.teacher.parameters())
+    assert all(p.requires_grad for p in teacher.parameters())  # the caller's model is left trainable
+    assert not any(n.startswith("teacher") or n.startswith("_teacher") for n, _ in module.named_parameters())

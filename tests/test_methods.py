@@ -37,14 +37,15 @@ def images() -> torch.Tensor:
 
 def test_every_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor) -> None:
     before = {k: v.clone() for k, v in ctx.dense.state_dict().items()}
-    for recipe in default_recipes(ft_steps=2):
+    for recipe in default_recipes(ft_steps=2, kd_steps=3):
         model, info = run_recipe(recipe, ctx, evaluate=lambda m: 0.5)
         with torch.inference_mode():
             logits = model(images)
         assert logits.shape == (len(images), 10) and torch.isfinite(logits).all(), recipe.name
         assert info["method"] == recipe.name and info["macs_by_layer"]
         if recipe.finetune_steps:
-            assert info["finetune_steps"] == 2 and info["acc_before_finetune"] == 0.5
+            assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["acc_before_finetune"] == 0.5
+            assert info["distilled"] == recipe.distill
         if info.get("pruned"):  # the mask held through the fine-tune
             assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
     for k, v in ctx.dense.state_dict().items():  # the dense model is never modified
@@ -89,7 +90,10 @@ def test_smaller_head_has_the_right_shape(ctx: Context, images: torch.Tensor) ->
 
 def test_report_helpers_on_synthetic_rows() -> None:
     rows = [
-        {"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0, "total_macs": 28e6},
+        {"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0, "total_macs": 28e6,
+         "mlp_macs": 21.2e6},
+        {"method": "folded pools + KD", "family": "pool folding", "test_acc": 0.68, "latency_ratio_paired": 0.77,
+         "total_macs": 23.7e6, "mlp_macs": 21.2e6, "acc_before_finetune": 0.58},
         {"method": "SVD f=0.5", "family": "plain SVD", "test_acc": 0.66, "latency_ratio_paired": 0.8, "total_macs": 26e6},
         {"method": "SVD f=0.2", "family": "plain SVD", "test_acc": 0.40, "latency_ratio_paired": 0.6, "total_macs": 15e6},
         {"method": "SVD f=0.1", "family": "plain SVD", "test_acc": 0.19, "latency_ratio_paired": 0.5, "total_macs": 11e6},
@@ -102,3 +106,4 @@ def test_report_helpers_on_synthetic_rows() -> None:
     assert v["at_25pct_latency"]["best"] == "B" and v["at_25pct_latency"]["met"]
     text = " ".join(answers(rows))
     assert "SVD f=0.2: 40.00% (-30.00 pp)" in text and "B at 0.200x dense time" in text
+    assert "trunk 6.80 M -> 2.50 M MACs" in text and "58.00% before and 68.00% (-2.00 pp) after" in text

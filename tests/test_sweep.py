@@ -11,7 +11,7 @@ from torch import nn
 
 from tests.conftest import TinyNet, learnable_images
 from torch_impl import latency
-from torch_impl.latency import measure_latency, paired_speedup, predict
+from torch_impl.latency import PlainEager, measure_latency, paired_speedup, predict, reference_speedup
 from torch_impl.model import build_model
 from torch_impl.plots import mac_break_even_fraction, plot_sweep
 from torch_impl.sweep import format_table, run_sweep, write_results
@@ -52,6 +52,17 @@ def test_chunked_prediction_equals_one_call(data, monkeypatch) -> None:
             torch.testing.assert_close(predict(net, images, chunk=chunk), whole, rtol=1e-5, atol=1e-5)
         tiny = TinyNet().eval()  # no normalize/features/classifier: chunked as one model
         torch.testing.assert_close(predict(tiny, images, chunk=5), tiny(images), rtol=1e-5, atol=1e-5)
+
+
+def test_plain_eager_reference_runs_the_same_model(data) -> None:
+    net = build_model(0).eval()
+    images = data[0][:9]
+    with torch.inference_mode():
+        plain = PlainEager(net)
+        assert not hasattr(plain, "features")  # so predict cannot split it into trunk and MLP
+        torch.testing.assert_close(predict(plain, images, chunk=None), predict(net, images, chunk=4),
+                                   rtol=1e-5, atol=1e-5)
+    assert reference_speedup(net, images, batch_size=9, repeats=1) > 0
 
 
 def test_measure_latency_reports_each_batch_size(data) -> None:

@@ -7,11 +7,14 @@ carries which wrong classes are close, on every training image. The loss is
     (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
 plus the recipe's L2 term (Adam's coupled weight decay, as in ``LitClassifier``). The
-teacher runs frozen in eval mode; it is a submodule so that Lightning moves it with the
-student, but it is not optimized.
+teacher runs frozen in eval mode. It is kept out of the module's submodules, so that it is
+neither optimized, nor averaged by weight-averaging callbacks, nor saved in checkpoints;
+``on_fit_start`` moves it to the student's device.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +43,15 @@ class LitDistiller(LitClassifier):
             raise ValueError(f"distillation needs temperature > 0 and alpha in [0, 1], got {temperature}, {alpha}")
         super().__init__(model=model)
         self.save_hyperparameters(ignore=["model", "teacher"])
-        self.teacher = teacher.eval().requires_grad_(False)
+        # A frozen copy (the caller's model keeps its flags), in a tuple: not a registered submodule.
+        self._teacher = (copy.deepcopy(teacher).eval().requires_grad_(False),)
 
-    def train(self, mode: bool = True) -> "LitDistiller":
-        super().train(mode)
-        self.teacher.eval()  # Lightning calls train() on the whole module; the teacher stays frozen
-        return self
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher[0]
+
+    def on_fit_start(self) -> None:
+        self._teacher = (self.teacher.to(self.device),)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch

@@ -128,9 +128,12 @@ def _dense(ctx: Context) -> tuple[nn.Module, dict]:
 
 
 def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
-                    conv_ranks: dict[str, int] | None = None) -> list[Recipe]:
+                    conv_ranks: dict[str, int] | None = None, kd_steps: int = 1500,
+                    fold_budget: int = 1_000_000) -> list[Recipe]:
     """The comparison of issue 5: plain SVD, per-layer rules, data-aware, fine-tuning, conv
-    compression, and the non-SVD alternatives, plus combinations with int8."""
+    compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
+    trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
+    distill from the dense model."""
     conv_ranks = conv_ranks or {CONV_NAMES[0]: 8, CONV_NAMES[1]: 16}
     return [
         Recipe("SVD f=0.2 reconstructed", "plain SVD", _uniform(0.2, "reconstructed")),
@@ -156,6 +159,11 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                _channels(10, 32, tight_budget), finetune_steps=ft_steps),
         Recipe(f"channels 8/24 + budget {tight_budget / 1e6:g}M, data-aware + FT + int8", "channel pruning",
                _channels(8, 24, tight_budget), finetune_steps=ft_steps, int8=True),
+        Recipe("folded pools + KD", "pool folding", _folded(None), finetune_steps=kd_steps, distill=True),
+        Recipe(f"folded pools + budget {mlp_budget / 1e6:g}M, data-aware + KD", "pool folding",
+               _folded(mlp_budget), finetune_steps=kd_steps, distill=True),
+        Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, data-aware + KD", "pool folding",
+               _folded(fold_budget), finetune_steps=kd_steps, distill=True),
         Recipe("no hidden MLP + FT", "non-SVD", _drop_hidden, finetune_steps=ft_steps),
         Recipe("prune 90% + FT", "non-SVD", _prune(0.9), finetune_steps=ft_steps),
         Recipe("dense int8", "non-SVD", _dense, int8=True),
