@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_impl.lit_module import LitClassifier, l2_term
+from torch_impl.lit_module import LitClassifier
 
 KD_TEMPERATURE = 4.0
 KD_ALPHA = 0.9
@@ -53,15 +53,9 @@ class LitDistiller(LitClassifier):
     def on_fit_start(self) -> None:
         self._teacher = (self.teacher.to(self.device),)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
+    data_loss_name = "distill"
+
+    def data_loss(self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             teacher_logits = self.teacher(images)
-        logits = self.model(images)
-        loss = distillation_loss(logits, teacher_logits, labels, self.hparams.temperature, self.hparams.alpha)
-        with torch.no_grad():  # its gradient comes from Adam's weight_decay, see lit_module
-            l2 = l2_term([p.detach() for p in self.model.parameters()], self.hparams.l2_coef)
-        self.train_acc(logits, labels)
-        self.log_dict({"train/loss": loss + l2, "train/acc": self.train_acc}, prog_bar=True, on_step=True,
-                      on_epoch=False)
-        return loss
+        return distillation_loss(logits, teacher_logits, labels, self.hparams.temperature, self.hparams.alpha)

@@ -72,7 +72,8 @@ def fold_pools(model: nn.Module) -> nn.Module:
     features = getattr(model, "features", None)
     if not isinstance(features, nn.Sequential):
         raise ValueError("fold_pools expects a Net-like model with a `features` nn.Sequential")
-    mods, new, i, folded = list(features), [], 0, 0
+    out = copy.deepcopy(model)
+    mods, new, i, folded = list(out.features), [], 0, 0
     while i < len(mods):
         window = mods[i: i + 3]
         if len(window) == 3 and isinstance(window[1], nn.ReLU) and isinstance(window[2], nn.AvgPool2d):
@@ -83,10 +84,9 @@ def fold_pools(model: nn.Module) -> nn.Module:
             if i < len(mods) and isinstance(mods[i], nn.ReLU):  # ReLU of a ReLU's average: already >= 0
                 i += 1
         else:
-            new.append(copy.deepcopy(mods[i]))
+            new.append(mods[i])
             i += 1
     if not folded:
         raise ValueError("fold_pools found no conv -> ReLU -> AvgPool2d sequence in `features`")
-    out = copy.deepcopy(model)
     out.features = nn.Sequential(*new)
     return out
