@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=int, default=400, help="recovery fine-tune length (batch 128)")
     p.add_argument("--distill-steps", type=int, default=1500,
                    help="fine-tune length of the distilled recipes (the pool-folded trunk)")
+    p.add_argument("--fold-budget", type=int, default=1_000_000,
+                   help="MLP MAC budget of the tightest pool-folded recipe")
     p.add_argument("--calib-images", type=int, default=2048, help="training images for the data-aware factors")
     p.add_argument("--only", help="semicolon-separated method names to run (default: all)")
     p.add_argument("--data-dir")
@@ -91,9 +93,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         dense, _ = load_model(args.checkpoint)
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
         splits = dm.numpy_splits()
-        if args.finetune_steps < 1 or args.distill_steps < 1:
-            raise ValueError("--finetune-steps and --distill-steps must be positive")
-        recipes = default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps)
+        if args.finetune_steps < 1 or args.distill_steps < 1 or args.fold_budget < 1:
+            raise ValueError("--finetune-steps, --distill-steps and --fold-budget must be positive")
+        recipes = default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
+                                  fold_budget=args.fold_budget)
         if args.only:
             wanted = [w.strip() for w in args.only.split(";") if w.strip()]
             if unknown := [w for w in wanted if w not in {r.name for r in recipes}]:

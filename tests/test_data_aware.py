@@ -8,11 +8,12 @@ from torch import nn
 
 from tests.conftest import learnable_images
 from torch_impl.conv_lowrank import LowRankConv2d, compress_convs, conv_break_even_rank
-from torch_impl.data_aware import data_aware_compress, output_stats
+from torch_impl.data_aware import data_aware_compress, output_spectra, output_stats
 from torch_impl.lowrank import compress_model
 from torch_impl.model import build_model
 
 FULL_RANK_ATOL = 1e-4  # fp32 outputs through a float64 factorization cast back to fp32
+SPECTRUM_RTOL = 1e-3  # an fp32 forward's squared error against float64 eigenvalues
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,18 @@ def test_bad_inputs_name_the_problem(net_and_calib) -> None:
         data_aware_compress(net, {"classifier.99": 4}, calib)
     with pytest.raises(ValueError, match="takes nn.Linear or nn.Conv2d"):
         data_aware_compress(net, {"features.2": 4}, calib)
+
+
+@pytest.mark.parametrize("name,rank", [("classifier.6", 16), ("classifier.2", 40)])
+def test_output_spectra_measure_what_data_aware_factors_lose(net_and_calib, name: str, rank: int) -> None:
+    """The budget rule reads ``output_spectra`` as "what a rank keeps": the data-aware layer's mean
+    squared output error on its calibration data is the output variance outside the top ``rank``
+    components, i.e. ``(1 - energy(rank))`` times the total."""
+    model, images = net_and_calib
+    spec = {s.name: s for s in output_spectra(model, images)}[name]
+    _, cov = output_stats(model, name, images)
+    assert spec.max_rank == len(spec.s) and bool((spec.s[:-1] >= spec.s[1:]).all())
+    err = layer_output(data_aware_compress(model, {name: rank}, images), name, images) - layer_output(
+        model, name, images)
+    torch.testing.assert_close(err.double().pow(2).sum(1).mean(), (1 - spec.energy(rank)) * torch.trace(cov),
+                               rtol=SPECTRUM_RTOL, atol=0.0)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from torch_impl.lowrank import break_even_rank, compress_model
-from torch_impl.rank_select import (budget_ranks, dense_if_no_saving, energy_ranks, layer_macs, ranks_macs,
-                                    round_rank)
+from torch_impl.rank_select import (LayerSpectrum, budget_ranks, dense_if_no_saving, energy_ranks, layer_macs,
+                                    ranks_macs, round_rank, spectra)
 
 # Singular values of the test layer and the share of the squared spectrum each prefix holds:
 # squares 64, 16, 9, 4, 4, 2, 1 (sum 100) -> cumulative 0.64, 0.80, 0.89, 0.93, 0.97, 0.99, 1.00
@@ -82,3 +82,18 @@ def test_a_larger_budget_keeps_at_least_as_much_energy() -> None:
     small, large = budget_ranks(model, 2000, multiple=4), budget_ranks(model, 5000, multiple=4)
     for name in small:
         assert (large[name] is None) or (small[name] is not None and large[name] >= small[name])
+
+
+def test_budget_rule_spends_where_the_given_spectra_say() -> None:
+    """With ``layer_spectra`` the rule follows them, not the weights: told that the middle layer
+    holds all its energy in one direction, it gives that layer no more than the minimum and
+    spends the budget on the first layer instead."""
+    model = mlp()
+    own = budget_ranks(model, 2400, multiple=4)
+    spiked = [LayerSpectrum(sp.name, sp.in_features, sp.out_features,
+                            torch.nn.functional.one_hot(torch.tensor(0), len(sp.s)).double() if sp.name == "2"
+                            else sp.s) for sp in spectra(model)]
+    told = budget_ranks(model, 2400, multiple=4, layer_spectra=spiked)
+    assert own["2"] > 4 and told["2"] == 4, (own, told)
+    assert told["0"] > own["0"], (own, told)
+    assert ranks_macs(model, told) <= 2400

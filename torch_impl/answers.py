@@ -82,6 +82,17 @@ def answers(rows: list[Row]) -> list[str]:
                    f"{100 * fold.get('acc_before_finetune', float('nan')):.2f}% before and "
                    f"{100 * fold['test_acc']:.2f}% ({_pp(fold, dense)}) after a distilled fine-tune. "
                    "The work at 32 x 32 resolution, which no factorization of the weights removes, is gone.")
+    alloc = [(o, w) for w in rows if w.get("ranks_from") == "weights"
+             if (o := _find(rows, w["method"].replace(", weight-spectrum ranks", "")))]
+    if alloc:
+        out.append("**Where a MAC budget goes:** " + "; ".join(
+            f"{o['method']}: ranks from the layers' output variance {o.get('ranks')} give "
+            f"{100 * o['test_acc']:.2f}%, ranks from the weights' spectra {w.get('ranks')} "
+            f"{100 * w['test_acc']:.2f}% ({o['mlp_macs'] / 1e6:.2f} vs {w['mlp_macs'] / 1e6:.2f} M MLP MACs)"
+            for o, w in alloc) + ". The output variance is what data-aware factors keep, and a trained "
+            "layer's outputs span fewer directions than its weights; "
+            + ("it spent the budget better here." if all(o["test_acc"] > w["test_acc"] for o, w in alloc)
+               else "yet here it did not always spend the budget better."))
     pr = _find(rows, "prune 90% + FT")
     if dense and pr:
         out.append(f"**Magnitude pruning** zeroes {100 * (pr.get('linear_zero_share') or 0):.0f}% of the linear "

@@ -29,6 +29,7 @@ from torch import nn
 from torch_impl.conv_lowrank import LowRankConv2d
 from torch_impl.latency import predict
 from torch_impl.lowrank import LowRankLinear
+from torch_impl.rank_select import LayerSpectrum
 
 
 def output_stats(model: nn.Module, layer_name: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,4 +106,19 @@ def data_aware_compress(model: nn.Module, ranks: dict[str, int | None], calib_im
         new = data_aware_layer(modules[name], mean, cov, rank)
         parent, _, child = name.rpartition(".")
         setattr(out.get_submodule(parent) if parent else out, child, new)
+    return out
+
+
+def output_spectra(model: nn.Module, calib_images: torch.Tensor) -> list[LayerSpectrum]:
+    """Per ``nn.Linear`` of ``model``, the square roots of its output covariance's eigenvalues
+    on ``calib_images``, descending: what a data-aware rank keeps, for ``budget_ranks``.
+
+    A weight's spectrum counts every input direction alike; the share of a layer's output
+    variance that ``r`` principal components keep is the share its data-aware factors keep."""
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            _, cov = output_stats(model, name, calib_images)
+            eig = torch.linalg.eigvalsh(cov).flip(0).clamp_min(0)[: min(m.in_features, m.out_features)]
+            out.append(LayerSpectrum(name, m.in_features, m.out_features, eig.sqrt()))
     return out

@@ -42,7 +42,8 @@ class LitClassifier(L.LightningModule):
     def __init__(self, model: nn.Module | None = None, init_seed: int = 42, lr: float = LEARNING_RATE,
                  l2_coef: float = L2_COEF, fused_adam: bool | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        # "teacher": Lightning also reads the arguments of subclasses' __init__ (LitDistiller)
+        self.save_hyperparameters(ignore=["model", "teacher"])
         self.model = model if model is not None else build_model(init_seed)
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)

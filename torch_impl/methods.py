@@ -16,7 +16,7 @@ from torch import nn
 
 from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.data_aware import data_aware_compress
+from torch_impl.data_aware import data_aware_compress, output_spectra
 from torch_impl.finetune import finetune, zero_fraction
 from torch_impl.latency import count_macs
 from torch_impl.lowrank import compress_model
@@ -100,15 +100,22 @@ def _channels(keep1: int, keep2: int, budget: int) -> Callable[[Context], tuple[
     return build
 
 
-def _folded(budget: int | None) -> Callable[[Context], tuple[nn.Module, dict]]:
+def _folded(budget: int | None, ranks_from: str = "outputs") -> Callable[[Context], tuple[nn.Module, dict]]:
     """Pools folded into the convolutions (``torch_impl.pool_fold``), then, with ``budget``,
-    the MLP under the MAC-budget rule with data-aware factors calibrated on the new trunk."""
+    the MLP under the MAC-budget rule with data-aware factors calibrated on the new trunk.
+    ``ranks_from``: what the budget rule weighs, "outputs" (the layers' output variance on the
+    calibration images, which is what data-aware factors keep) or "weights" (their spectra)."""
+    if ranks_from not in ("outputs", "weights"):
+        raise ValueError(f"ranks_from must be 'outputs' or 'weights', got {ranks_from!r}")
+
     def build(ctx: Context) -> tuple[nn.Module, dict]:
         folded = fold_pools(ctx.dense)
         if budget is None:
             return folded, {}
-        ranks = budget_ranks(folded, budget)
-        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks)}
+        spectra = output_spectra(folded, ctx.calib_images) if ranks_from == "outputs" else None
+        ranks = budget_ranks(folded, budget, layer_spectra=spectra)
+        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks),
+                                                                      "ranks_from": ranks_from}
     return build
 
 
@@ -133,7 +140,8 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
     """The comparison of issue 5: plain SVD, per-layer rules, data-aware, fine-tuning, conv
     compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
     trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
-    distill from the dense model."""
+    distill from the dense model; their MAC budgets are spent by the layers' output variance
+    (one recipe spends it by the weights' spectra instead, to show the difference)."""
     conv_ranks = conv_ranks or {CONV_NAMES[0]: 8, CONV_NAMES[1]: 16}
     return [
         Recipe("SVD f=0.2 reconstructed", "plain SVD", _uniform(0.2, "reconstructed")),
@@ -164,6 +172,9 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                _folded(mlp_budget), finetune_steps=kd_steps, distill=True),
         Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, data-aware + KD", "pool folding",
                _folded(fold_budget), finetune_steps=kd_steps, distill=True),
+        Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, weight-spectrum ranks, data-aware + KD",
+               "pool folding", _folded(fold_budget, "weights"), finetune_steps=kd_steps, distill=True,
+               notes="ablation: the same budget spent by the weights' spectra"),
         Recipe("no hidden MLP + FT", "non-SVD", _drop_hidden, finetune_steps=ft_steps),
         Recipe("prune 90% + FT", "non-SVD", _prune(0.9), finetune_steps=ft_steps),
         Recipe("dense int8", "non-SVD", _dense, int8=True),

@@ -79,7 +79,8 @@ def layer_macs(rank: int | None, in_features: int, out_features: int) -> int:
 
 
 def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULTIPLE,
-                 svds: dict[str, SVD] | None = None) -> dict[str, int | None]:
+                 svds: dict[str, SVD] | None = None,
+                 layer_spectra: list[LayerSpectrum] | None = None) -> dict[str, int | None]:
     """Ranks whose linear layers together cost at most ``mac_budget`` multiply-accumulates per
     example, spent greedily where a step of ``multiple`` ranks buys the most spectral energy
     (as a share of that layer's spectrum) per MAC.
@@ -87,8 +88,10 @@ def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULT
     Every layer starts at ``multiple`` ranks (or dense, if that is cheaper); a layer whose next
     step would reach its break-even rank switches to dense when the budget allows. The result
     never exceeds the budget; a budget below the starting cost is a ``ValueError``.
+    ``layer_spectra`` replaces the weights' singular values as the measure of what a rank
+    keeps (e.g. ``data_aware.output_spectra``: the layers' output variance on real images).
     """
-    layers = spectra(model, svds)
+    layers = layer_spectra if layer_spectra is not None else spectra(model, svds)
     ranks: dict[str, int | None] = {
         sp.name: dense_if_no_saving(round_rank(1, multiple, sp.max_rank), sp.in_features, sp.out_features)
         for sp in layers}
