@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests.conftest import learnable_images, write_image_folder
 from torch_impl.alternatives import (drop_hidden_mlp, dynamic_int8, lowrank_as_linears, magnitude_prune,
                                      prune_channels)
 from torch_impl.answers import answers, pareto_front
+from torch_impl.checkpoint import save_model
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.finetune import zero_fraction
 from torch_impl.lowrank import compress_model, model_svds
@@ -19,6 +21,7 @@ from torch_impl.methods import Context, default_recipes, run_recipe
 from torch_impl.model import build_model
 from torch_impl.report import bars
 
+ROOT = Path(__file__).resolve().parent.parent
 INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
 
 
@@ -122,3 +125,21 @@ def test_answers_compare_where_a_budget_goes() -> None:
     assert ("folded pools + budget 1M, data-aware + KD: ranks from the layers' output variance "
             "{'classifier.0': 112} give 69.30%, ranks from the weights' spectra {'classifier.0': 88} 68.85% "
             "(0.99 vs 0.98 M MLP MACs)") in text, text
+
+
+def _compare_script():
+    spec = importlib.util.spec_from_file_location("compare_methods", ROOT / "scripts" / "compare_methods.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_script_rejects_a_fold_budget_below_the_cheapest_mlp(image_tree: Path, cache_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """Checked before any recipe runs: the budget rule would otherwise fail half an hour in."""
+    ckpt = save_model(tmp_path / "model.pt", build_model(0))
+    args = ["--checkpoint", str(ckpt), "--data-dir", str(image_tree), "--cache-dir", str(cache_dir),
+            "--out-dir", str(tmp_path / "out"), "--fold-budget", "5"]
+    with pytest.raises(SystemExit, match=r"--fold-budget 5 is below the cheapest MLP .* \(152,656 MACs"):
+        _compare_script().main(args)
+    assert not (tmp_path / "out").exists()

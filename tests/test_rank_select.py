@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from torch_impl.lowrank import break_even_rank, compress_model
-from torch_impl.rank_select import (LayerSpectrum, budget_ranks, dense_if_no_saving, energy_ranks, layer_macs,
+from torch_impl.rank_select import (LayerSpectrum, budget_ranks, cheapest_budget, dense_if_no_saving, energy_ranks, layer_macs,
                                     ranks_macs, round_rank, spectra)
 
 # Singular values of the test layer and the share of the squared spectrum each prefix holds:
@@ -75,6 +75,16 @@ def test_budget_rule_never_exceeds_its_budget(budget: int) -> None:
 def test_budget_rule_rejects_an_impossible_budget() -> None:
     with pytest.raises(ValueError, match="below the cheapest setting"):
         budget_ranks(mlp(), 100, multiple=4)
+
+
+def test_cheapest_budget_is_the_smallest_the_rule_accepts() -> None:
+    model = mlp()
+    low = cheapest_budget(model, multiple=4)
+    assert low == 4 * (64 + 48) + 4 * (48 + 40) + 4 * (40 + 10)  # 4 ranks each, all below break-even
+    assert cheapest_budget(model, multiple=8) == 8 * (64 + 48) + 8 * (48 + 40) + 40 * 10  # 40-to-10 stays dense
+    assert ranks_macs(model, budget_ranks(model, low, multiple=4)) == low
+    with pytest.raises(ValueError, match="below the cheapest setting"):
+        budget_ranks(model, low - 1, multiple=4)
 
 
 def test_a_larger_budget_keeps_at_least_as_much_energy() -> None:

@@ -120,6 +120,14 @@ def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULT
         ranks[sp.name], cost = nxt, cost + delta
 
 
+def cheapest_budget(model: nn.Module, multiple: int = DEFAULT_MULTIPLE) -> int:
+    """The smallest MAC budget ``budget_ranks`` accepts for ``model``'s linear layers: each at
+    ``multiple`` ranks, or dense where that is cheaper (no SVD needed, so callers can check early)."""
+    return sum(layer_macs(dense_if_no_saving(round_rank(1, multiple, min(m.in_features, m.out_features)),
+                                             m.in_features, m.out_features), m.in_features, m.out_features)
+               for m in model.modules() if isinstance(m, nn.Linear))
+
+
 def ranks_macs(model: nn.Module, ranks: dict[str, int | None]) -> int:
     """Multiply-accumulates per example of the linear layers under ``ranks``."""
     return sum(layer_macs(ranks.get(n), m.in_features, m.out_features)
