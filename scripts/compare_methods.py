@@ -27,7 +27,7 @@ from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
 from torch_impl.latency import count_macs, measure_latency, paired_speedup  # noqa: E402
 from torch_impl.lowrank import model_svds  # noqa: E402
 from torch_impl.methods import Context, default_recipes, describe, run_recipe  # noqa: E402
-from torch_impl.rank_select import cheapest_budget  # noqa: E402
+from torch_impl.rank_select import DEFAULT_MULTIPLE, cheapest_budget  # noqa: E402
 from torch_impl.provenance import provenance, write_json  # noqa: E402
 from torch_impl.report import bars, pareto_plot, write_report  # noqa: E402
 from torch_impl.runtime import flush_denormals  # noqa: E402
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise ValueError("--finetune-steps, --distill-steps and --fold-budget must be positive")
         if args.fold_budget < (low := cheapest_budget(dense)):  # fold_pools leaves the MLP as it is
             raise ValueError(f"--fold-budget {args.fold_budget:,} is below the cheapest MLP the budget rule "
-                             f"builds ({low:,} MACs per example, 8 ranks per layer); raise it")
+                             f"builds ({low:,} MACs per example, {DEFAULT_MULTIPLE} ranks per layer); raise it")
         recipes = default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
                                   fold_budget=args.fold_budget)
         if args.only:

@@ -113,14 +113,15 @@ def test_report_helpers_on_synthetic_rows() -> None:
 
 
 def test_answers_compare_where_a_budget_goes() -> None:
-    """The weight-spectrum ablation row is paired with the row of the same name without it."""
+    """The weight-spectrum ablation row is paired with the output-variance row of the same budget."""
     base = {"family": "pool folding", "latency_ratio_paired": 0.21, "total_macs": 3.5e6}
     rows = [{"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0,
              "total_macs": 28e6, "mlp_macs": 21.2e6},
             {**base, "method": "folded pools + budget 1M, data-aware + KD", "test_acc": 0.693, "mlp_macs": 0.994e6,
-             "ranks_from": "outputs", "ranks": {"classifier.0": 112}},
+             "ranks_from": "outputs", "mlp_budget": 1_000_000, "ranks": {"classifier.0": 112}},
             {**base, "method": "folded pools + budget 1M, weight-spectrum ranks, data-aware + KD",
-             "test_acc": 0.6885, "mlp_macs": 0.976e6, "ranks_from": "weights", "ranks": {"classifier.0": 88}}]
+             "test_acc": 0.6885, "mlp_macs": 0.976e6, "ranks_from": "weights",
+             "mlp_budget": 1_000_000, "ranks": {"classifier.0": 88}}]
     text = " ".join(answers(rows))
     assert ("folded pools + budget 1M, data-aware + KD: ranks from the layers' output variance "
             "{'classifier.0': 112} give 69.30%, ranks from the weights' spectra {'classifier.0': 88} 68.85% "

@@ -82,8 +82,9 @@ def answers(rows: list[Row]) -> list[str]:
                    f"{100 * fold.get('acc_before_finetune', float('nan')):.2f}% before and "
                    f"{100 * fold['test_acc']:.2f}% ({_pp(fold, dense)}) after a distilled fine-tune. "
                    "The work at 32 x 32 resolution, which no factorization of the weights removes, is gone.")
-    alloc = [(o, w) for w in rows if w.get("ranks_from") == "weights"
-             if (o := _find(rows, w["method"].replace(", weight-spectrum ranks", "")))]
+    # rows of one MLP budget whose ranks were chosen both ways (torch_impl.methods._folded)
+    alloc = [(o, w) for w in rows if w.get("ranks_from") == "weights" for o in rows
+             if o.get("ranks_from") == "outputs" and o.get("mlp_budget") == w.get("mlp_budget")]
     if alloc:
         out.append("**Where a MAC budget goes:** " + "; ".join(
             f"{o['method']}: ranks from the layers' output variance {o.get('ranks')} give "

@@ -114,7 +114,7 @@ def _folded(budget: int | None, ranks_from: str = "outputs") -> Callable[[Contex
             return folded, {}
         spectra = output_spectra(folded, ctx.calib_images) if ranks_from == "outputs" else None
         ranks = budget_ranks(folded, budget, layer_spectra=spectra)
-        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks),
+        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks), "mlp_budget": budget,
                                                                       "ranks_from": ranks_from}
     return build
 

@@ -78,6 +78,11 @@ def layer_macs(rank: int | None, in_features: int, out_features: int) -> int:
     return in_features * out_features if rank is None else rank * (in_features + out_features)
 
 
+def _start_rank(in_features: int, out_features: int, multiple: int) -> int | None:
+    """Where the budget rule starts a layer: ``multiple`` ranks, or dense if that is cheaper."""
+    return dense_if_no_saving(round_rank(1, multiple, min(in_features, out_features)), in_features, out_features)
+
+
 def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULTIPLE,
                  svds: dict[str, SVD] | None = None,
                  layer_spectra: list[LayerSpectrum] | None = None) -> dict[str, int | None]:
@@ -92,9 +97,7 @@ def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULT
     keeps (e.g. ``data_aware.output_spectra``: the layers' output variance on real images).
     """
     layers = layer_spectra if layer_spectra is not None else spectra(model, svds)
-    ranks: dict[str, int | None] = {
-        sp.name: dense_if_no_saving(round_rank(1, multiple, sp.max_rank), sp.in_features, sp.out_features)
-        for sp in layers}
+    ranks = {sp.name: _start_rank(sp.in_features, sp.out_features, multiple) for sp in layers}
     cost = sum(layer_macs(ranks[sp.name], sp.in_features, sp.out_features) for sp in layers)
     if cost > mac_budget:
         raise ValueError(f"a MAC budget of {mac_budget:,} is below the cheapest setting ({cost:,} MACs, "
@@ -123,8 +126,7 @@ def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULT
 def cheapest_budget(model: nn.Module, multiple: int = DEFAULT_MULTIPLE) -> int:
     """The smallest MAC budget ``budget_ranks`` accepts for ``model``'s linear layers: each at
     ``multiple`` ranks, or dense where that is cheaper (no SVD needed, so callers can check early)."""
-    return sum(layer_macs(dense_if_no_saving(round_rank(1, multiple, min(m.in_features, m.out_features)),
-                                             m.in_features, m.out_features), m.in_features, m.out_features)
+    return sum(layer_macs(_start_rank(m.in_features, m.out_features, multiple), m.in_features, m.out_features)
                for m in model.modules() if isinstance(m, nn.Linear))
 
 
