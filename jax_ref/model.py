@@ -36,9 +36,14 @@ FC_NAMES = tuple(f"fc{i + 1}" for i in range(len(MLP_WIDTHS)))
 
 
 def normalize(images: jnp.ndarray) -> jnp.ndarray:
-    """``(x / 255 - mean) / std`` per channel, in float32, on NHWC images."""
-    x = images.astype(jnp.float32) / 255.0
-    return (x - jnp.asarray(CIFAR10_MEAN, jnp.float32)) / jnp.asarray(CIFAR10_STD, jnp.float32)
+    """``(x / 255 - mean) / std`` per channel on NHWC images, in JAX's default float type.
+
+    That is float32, or float64 inside ``jax.enable_x64(True)`` (where Haiku's init and
+    the parity tests' float64 lockstep run too).
+    """
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    x = images.astype(dtype) / 255.0
+    return (x - jnp.asarray(CIFAR10_MEAN, dtype)) / jnp.asarray(CIFAR10_STD, dtype)
 
 
 # 2x2/2 average pooling over H and W. The take-home wrote ``window_shape=(2, 2)``, which

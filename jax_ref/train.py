@@ -39,12 +39,18 @@ def loss_fn(params: hk.Params, images: jnp.ndarray, labels: jnp.ndarray,
     return xent + l2_term(params)
 
 
-@jax.jit
-def update(params: hk.Params, opt_state: optax.OptState, images: jnp.ndarray,
-           labels: jnp.ndarray) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
+@partial(jax.jit, static_argnums=0)
+def _update(opt: optax.GradientTransformation, params: hk.Params, opt_state: optax.OptState,
+            images: jnp.ndarray, labels: jnp.ndarray) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
     loss, grads = jax.value_and_grad(loss_fn)(params, images, labels)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+
+def update(params: hk.Params, opt_state: optax.OptState, images: jnp.ndarray, labels: jnp.ndarray,
+           opt: optax.GradientTransformation = optimizer) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
+    """One jitted step of ``opt`` (the recipe's Adam) on the whole loss."""
+    return _update(opt, params, opt_state, images, labels)
 
 
 @jax.jit
@@ -79,21 +85,23 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) 
 
 def train(train_data: tuple[np.ndarray, np.ndarray], steps: int, batch_size: int, seed: int = 42,
           params: hk.Params | None = None, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
-          eval_every: int = 0, progress: bool = True, stream: Iterator[tuple] | None = None) -> dict[str, Any]:
+          eval_every: int = 0, progress: bool = True, stream: Iterator[tuple] | None = None,
+          opt: optax.GradientTransformation = optimizer) -> dict[str, Any]:
     """Run the recipe; returns live and EMA params, the loss per step, and timings.
 
-    ``stream`` overrides the shuffled batches (the parity tests feed torch's batches).
+    ``stream`` overrides the shuffled batches (the parity tests feed torch's batches);
+    ``opt`` overrides the recipe's Adam (the parity tests check that a wrong one is seen).
     """
     params = init_params(seed) if params is None else params
     avg_params = params
-    opt_state = optimizer.init(params)
+    opt_state = opt.init(params)
     losses, evals = [], []
     stream = stream if stream is not None else batches(*train_data, batch_size, seed)
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="jax train", unit="step", disable=not progress)
     for step in bar:
         images, labels = next(stream)
-        params, opt_state, loss = update(params, opt_state, images, labels)
+        params, opt_state, loss = update(params, opt_state, images, labels, opt)
         avg_params = ema_update(params, avg_params)
         losses.append(loss)
         if eval_data is not None and eval_every and (step + 1) % eval_every == 0:

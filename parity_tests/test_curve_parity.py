@@ -14,7 +14,11 @@ from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lowrank import compress_model, model_svds
 from torch_impl.sweep import DEFAULT_FRACTIONS, accuracy as torch_accuracy
 
-CURVE_ATOL_PP = 0.1  # percentage points, per point (2 of the 2,000 test images)
+# Percentage points, per point (2 of the 2,000 test images). The compared weights come from
+# 200 float32 training steps, so they differ between CPUs, but both frameworks get the same
+# ones. Measured on an Intel Xeon: the curves agree at every point (2.3e-6 pp, float rounding
+# of equal counts), and factorized equals reconstructed.
+CURVE_ATOL_PP = 0.1
 # 2,000 test images keep the JAX side (about 1 ms per image on this CPU) near a minute;
 # on all 10,000 both curves matched exactly point by point in a full run.
 N_TEST = 2000

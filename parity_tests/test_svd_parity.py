@@ -11,9 +11,10 @@ from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lowrank import LowRankLinear, linear_svd, rank_from_fraction
 from torch_impl.model import build_model
 
-SVALS_RTOL = 1e-4  # torch works in float64, JAX in float32
-RECON_ATOL = 1e-5  # weights are O(1e-2)
-OUTPUT_ATOL = 1e-4
+# Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
+SVALS_RTOL, SVALS_ATOL = 1e-4, 1e-6  # torch works in float64, JAX in float32; 8.5e-7 absolute (margin 40)
+RECON_ATOL = 1e-5  # weights are O(1e-2); 4.2e-7 for the real layers (24), 3.2e-8 truncated (314)
+OUTPUT_ATOL = 1e-4  # truncated layers' outputs; 7.1e-8 (1,400)
 FRACTIONS = (1.0, 0.7, 0.5, 0.2, 0.1)
 # Truncation compares singular *subspaces*, which float32 can only pin down where the
 # spectrum has a gap: random-init weights have near-equal singular values at every cut
@@ -56,7 +57,7 @@ def test_singular_values_agree(layers) -> None:
     for i, lin in enumerate(linears):
         s_t = t_svds[i][1].numpy()
         s_j = np.asarray(j_svds[f"fc{i + 1}"][1])
-        np.testing.assert_allclose(s_t, s_j, rtol=SVALS_RTOL, atol=1e-6, err_msg=f"fc{i + 1}")
+        np.testing.assert_allclose(s_t, s_j, rtol=SVALS_RTOL, atol=SVALS_ATOL, err_msg=f"fc{i + 1}")
 
 
 @pytest.fixture(scope="module")

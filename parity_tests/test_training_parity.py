@@ -1,42 +1,127 @@
-"""Same loss, same gradients, same 50-step training trajectory: torch vs the JAX reference."""
+"""Same loss, same gradients, same training trajectory: torch vs the JAX reference.
+
+Two float32 trajectories of the same recipe drift apart chaotically: Adam amplifies
+round-off (1e-7 after one step, 1e-2 of the weights' movement after 50), and how fast
+depends on each CPU's matrix-multiply summation order, so a float32 bound after many
+steps measures the machine. The lockstep comparison therefore runs in float64 on both
+sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 50 steps of both
+implementations agree to round-off far below ``FP64_RTOL`` on any CPU, and any real
+difference in the recipe shows orders of magnitude above it (``test_lockstep_catches``
+plants one bug at a time and checks that it does). Float32, the precision that trains,
+is compared over the first steps only, where round-off has not yet grown.
+
+Differences are relative: a loss to the loss; a weight tensor's difference to the distance
+it moved from the initial weights, by its largest element in float64 and by its L2 norm
+in float32 (where weights whose gradient is within round-off of zero take Adam steps of
+either sign, so single elements differ by up to 2 * lr after any step). In float64 those
+elements cannot flip: Adam's eps (1e-8) is far above float64 round-off of a gradient.
+
+Measured on an Intel Xeon @ 2.5 GHz (largest over steps and tensors; margin = bound / it):
+    one batch, float32       loss 9.1e-8 (margin 110); gradients at 0.0021 of the allowed (475)
+    float64, 50 steps        loss 5.9e-16 (1.7e7); EMA 4.3e-12 (2,300); live 1.4e-12 (7,000)
+    float64, 5 steps         the unplanted short runs 3.0e-11 (330)
+    float32, 3 steps         loss 5.5e-6 (18); EMA 2.4e-3 (12); live 3.8e-4 (80)
+    planted bugs, 5 steps    smallest 0.99 (EMA start), at least 1e6 times the float64 bound
+In float32 the same comparison after 10 steps reads loss 1.4e-4 and live 4.6e-2, and after
+50 steps, on an AMD EPYC, 0.27 of a bias's movement: hence float64 for the long run.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import jax
+import jax.numpy as jnp
 import lightning as L
 import numpy as np
+import optax
+import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
-from jax_ref.train import loss_fn, train as jax_train
+from jax_ref.train import LEARNING_RATE, loss_fn, train as jax_train
 from torch_impl.ema import TakeHomeEMA
-from torch_impl.haiku_convert import haiku_to_torch, torch_to_haiku
-from torch_impl.lit_module import LitClassifier, recipe_loss
+from torch_impl.haiku_convert import HaikuTree, torch_to_haiku
+from torch_impl.lit_module import L2_COEF, LitClassifier, recipe_loss
 from torch_impl.model import build_model
 
-LOSS_RTOL = 1e-5  # one forward pass in fp32
-GRAD_ATOL = 1e-5  # gradients are O(1e-2) at init; fp32 reductions differ in order
+LOSS_RTOL = 1e-5  # one forward pass in float32
+GRAD_ATOL = 1e-5  # gradients are O(1e-2) at init; float32 reductions differ in order
 GRAD_RTOL = 1e-3
 STEPS = 50
 BATCH = 64
-# The first step agrees exactly and steps 2-5 to ~1e-6; after that Adam amplifies fp32
-# round-off (two frameworks sum in different orders), measured: 1.4e-4 by step 10 and
-# up to 6.5e-3 by step 50. A systematic difference (a wrong L2 term, EMA or Adam detail)
-# shows from the first steps on and keeps growing; round-off stays below these bounds.
-EARLY_STEPS, EARLY_LOSS_RTOL = 10, 5e-4
-LATE_LOSS_RTOL = 2e-2
-# Per element, weights whose gradient is ~0 take +-lr Adam steps whose signs are set by
-# round-off, so the EMAs are compared per tensor: the distance between them, relative to
-# how far the EMA moved from the initial weights. Measured: 0.01-0.04 for weights, up to
-# 0.12 for biases (which start at zero and move least). Starting the average at params_1
-# instead of the initial weights gives about 3.5 here, a wrong step size about 10.
-EMA_REL_DIFF = 0.25
+FP64_RTOL = 1e-8  # losses, EMA and live weights over all STEPS in float64
+FP32_STEPS = 3
+FP32_LOSS_RTOL = 1e-4
+FP32_PARAM_RTOL = 3e-2  # of the movement, in L2 norm
+MUTANT_STEPS = 5  # every planted bug shows from the first step or two on
 
 
-def _batch(real_splits, n: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class Run:
+    """One trajectory: the loss per step, and the final EMA and live weights in Haiku layout."""
+
+    losses: np.ndarray
+    ema: HaikuTree
+    live: HaikuTree
+
+
+def torch_run(images: np.ndarray, labels: np.ndarray, steps: int, precision: str,
+              module_cls: type[LitClassifier] = LitClassifier, ema_cls: type[TakeHomeEMA] = TakeHomeEMA,
+              l2_coef: float = L2_COEF) -> Run:
+    """The real training path: Lightning, fused Adam with coupled weight decay, ``TakeHomeEMA``."""
+
+    class LossRecorder(Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+    module = module_cls(model=build_model(42), l2_coef=l2_coef)
+    loader = DataLoader(TensorDataset(torch.from_numpy(images), torch.from_numpy(labels)), batch_size=BATCH,
+                        shuffle=False)
+    rec, ema = LossRecorder(), ema_cls()
+    trainer = L.Trainer(max_steps=steps, callbacks=[rec, ema], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+                        precision=precision)
+    trainer.fit(module, loader)
+    ema_tree = torch_to_haiku(module.model)  # after fit the module holds the EMA
+    module.load_state_dict(ema.live_state_dict)
+    return Run(np.array(rec.losses), ema_tree, torch_to_haiku(module.model))
+
+
+def jax_run(images: np.ndarray, labels: np.ndarray, steps: int, dtype: type, opt: optax.GradientTransformation | None = None,
+            order: list[int] | None = None) -> Run:
+    """``jax.grad`` of the whole loss, optax Adam, ``optax.incremental_update``; torch's batches."""
+    order = list(range(steps)) if order is None else order
+    stream = ((images[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in order)
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), torch_to_haiku(build_model(42)))
+    with jax.enable_x64(dtype == np.float64):
+        kwargs = {} if opt is None else {"opt": opt}
+        out = jax_train((images, labels), steps, BATCH, params=params, stream=stream, progress=False, **kwargs)
+        return Run(out["losses"], jax.device_get(out["avg_params"]), jax.device_get(out["params"]))
+
+
+def differences(a: Run, b: Run, norm: Callable[[np.ndarray], float] = lambda d: np.abs(d).max()
+                ) -> dict[str, float]:
+    """Largest relative difference of the losses, and of any weight tensor to its movement."""
+    start = torch_to_haiku(build_model(42))
+
+    def worst(x: HaikuTree, y: HaikuTree) -> float:
+        return max(float(norm(np.asarray(x[m][n], np.float64) - y[m][n])
+                         / norm(np.asarray(x[m][n], np.float64) - start[m][n]))
+                   for m in start for n in start[m])
+
+    loss = float(np.max(np.abs(a.losses - b.losses) / np.abs(b.losses)))
+    return {"loss": loss, "ema": worst(a.ema, b.ema), "live": worst(a.live, b.live)}
+
+
+def _batch(real_splits, n: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = real_splits["train"]
-    return images[offset: offset + n], labels[offset: offset + n]
+    return images[:n], labels[:n]
 
 
 def test_loss_and_gradients_on_one_batch(real_splits) -> None:
@@ -58,37 +143,74 @@ def test_loss_and_gradients_on_one_batch(real_splits) -> None:
                                        rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=lambda s: f"grad {m}/{n}: {s}")
 
 
-class LossRecorder(Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.losses.append(float(trainer.callback_metrics["train/loss"]))
-
-
-def test_lockstep_training_gives_the_same_losses_and_ema(real_splits) -> None:
+def test_float64_lockstep_agrees_to_round_off(real_splits) -> None:
     images, labels = _batch(real_splits, STEPS * BATCH)
-    init = build_model(42)
-    # torch: the real training path (Lightning, fused Adam with coupled weight decay, TakeHomeEMA)
-    module = LitClassifier(model=init)
-    init_params = torch_to_haiku(init)  # taken before training moves the weights
-    loader = DataLoader(TensorDataset(torch.from_numpy(images), torch.from_numpy(labels)), batch_size=BATCH,
-                        shuffle=False)
-    rec, ema = LossRecorder(), TakeHomeEMA()
-    trainer = L.Trainer(max_steps=STEPS, callbacks=[rec, ema], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)
-    trainer.fit(module, loader)
-    # JAX: jax.grad of the whole loss, optax Adam, optax.incremental_update; the same batches
-    stream = ((images[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in range(STEPS))
-    out = jax_train((images, labels), STEPS, BATCH, params=init_params, stream=stream, progress=False)
-    t_losses, j_losses = np.array(rec.losses), out["losses"]
-    np.testing.assert_allclose(t_losses[:EARLY_STEPS], j_losses[:EARLY_STEPS], rtol=EARLY_LOSS_RTOL)
-    np.testing.assert_allclose(t_losses, j_losses, rtol=LATE_LOSS_RTOL)
-    assert j_losses[-10:].mean() < j_losses[0] - 0.05, "the compared trajectory should show learning"
-    ema_torch = module.model  # after fit the module holds the EMA
-    ema_jax = haiku_to_torch(jax.device_get(out["avg_params"]))
-    start = haiku_to_torch(init_params).state_dict()
-    for (name, a), b in zip(ema_torch.state_dict().items(), ema_jax.state_dict().values()):
-        moved = float((a - start[name]).norm())
-        rel = float((a - b).norm()) / moved
-        assert moved > 0 and rel < EMA_REL_DIFF, f"EMA {name}: differs by {rel:.3f} of its movement {moved:.3g}"
+    t, j = torch_run(images, labels, STEPS, "64-true"), jax_run(images, labels, STEPS, np.float64)
+    assert t.ema["fc1"]["w"].dtype == j.ema["fc1"]["w"].dtype == np.float64
+    assert j.losses[-10:].mean() < j.losses[0] - 0.05, "the compared trajectory should show learning"
+    diff = differences(t, j)
+    assert max(diff.values()) < FP64_RTOL, f"float64 lockstep over {STEPS} steps differs: {diff}"
+
+
+def test_float32_first_steps_agree(real_splits) -> None:
+    images, labels = _batch(real_splits, FP32_STEPS * BATCH)
+    t, j = torch_run(images, labels, FP32_STEPS, "32-true"), jax_run(images, labels, FP32_STEPS, np.float32)
+    diff = differences(t, j, norm=np.linalg.norm)
+    assert diff["loss"] < FP32_LOSS_RTOL, diff
+    assert max(diff["ema"], diff["live"]) < FP32_PARAM_RTOL, diff
+
+
+class EMAFromStepOne(TakeHomeEMA):
+    """Planted bug: the average starts at the weights after the first step (AveragedModel's default)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        pass
+
+
+def adam_without_bias_correction(lr: float = LEARNING_RATE, b1: float = 0.9, b2: float = 0.999,
+                                 eps: float = 1e-8) -> optax.GradientTransformation:
+    """Planted bug: Adam's moments used without dividing by (1 - beta**t)."""
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return zeros, zeros
+
+    def update(grads, state, params=None):
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state[0], grads)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state[1], grads)
+        return jax.tree_util.tree_map(lambda m, v: -lr * m / (jnp.sqrt(v) + eps), m, v), (m, v)
+
+    return optax.GradientTransformation(init, update)
+
+
+# name -> (torch side, JAX side); None runs that side as the recipe. Measured, after MUTANT_STEPS
+# float64 steps (loss / EMA / live): EMA start 3e-16 / 0.99 / 2e-11; L2 not halved 0.12 / 1.8 / 1.8;
+# Adam eps 1e-7 1.1e-3 / 1.1 / 1.3; no bias correction 0.94 / 4.2 / 4.9; swapped batches 0.043 / 2.0 / 2.0.
+MUTANTS: dict[str, tuple[Callable | None, Callable | None]] = {
+    "EMA starts at params_1": (lambda x, y: torch_run(x, y, MUTANT_STEPS, "64-true", ema_cls=EMAFromStepOne), None),
+    "L2 term not halved": (lambda x, y: torch_run(x, y, MUTANT_STEPS, "64-true", l2_coef=2 * L2_COEF), None),
+    "Adam eps 1e-7": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64, opt=optax.adam(LEARNING_RATE, eps=1e-7))),
+    "no bias correction": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64,
+                                                      opt=adam_without_bias_correction())),
+    "batches 1 and 2 swapped": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64,
+                                                           order=[1, 0] + list(range(2, MUTANT_STEPS)))),
+}
+
+
+@pytest.fixture(scope="module")
+def short_runs(real_splits) -> tuple[np.ndarray, np.ndarray, Run, Run]:
+    images, labels = _batch(real_splits, MUTANT_STEPS * BATCH)
+    return (images, labels, torch_run(images, labels, MUTANT_STEPS, "64-true"),
+            jax_run(images, labels, MUTANT_STEPS, np.float64))
+
+
+@pytest.mark.parametrize("bug", list(MUTANTS))
+def test_lockstep_catches(short_runs, bug: str) -> None:
+    """Each bug the comparison exists for, planted on one side, breaks the float64 bound."""
+    images, labels, t, j = short_runs
+    assert max(differences(t, j).values()) < FP64_RTOL, "the unplanted short runs must agree"
+    torch_side, jax_side = MUTANTS[bug]
+    t = torch_side(images, labels) if torch_side else t
+    j = jax_side(images, labels) if jax_side else j
+    diff = differences(t, j)
+    assert max(diff.values()) > 100 * FP64_RTOL, f"{bug}: not detected, {diff}"

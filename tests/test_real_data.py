@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import REAL_DATA
 from torch_impl.training import TrainConfig, run_training
 
-CHANCE = 0.10
+# 300 float32 steps are chaotic (the weights differ between CPUs), so the bound sits far
+# below what was measured: 41.0% live test accuracy on an Intel Xeon (11 pp above it).
 MIN_ACCURACY = 0.30
 
 pytestmark = pytest.mark.skipif(not (REAL_DATA / "train").is_dir(),

@@ -16,6 +16,9 @@ from torch_impl.model import build_model
 from torch_impl.plots import mac_break_even_fraction, plot_sweep
 from torch_impl.sweep import format_table, run_sweep, write_results
 
+# Chunked prediction against one call: the same products, other batch shapes; measured
+# 4.6e-7 on an Intel Xeon (margin 27).
+CHUNK_TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,9 +52,9 @@ def test_chunked_prediction_equals_one_call(data, monkeypatch) -> None:
         whole = net(images)
         monkeypatch.setattr(latency, "MLP_CHUNK", 4)  # so the MLP is chunked apart from the trunk too
         for chunk in (5, 7, 23, None):
-            torch.testing.assert_close(predict(net, images, chunk=chunk), whole, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(predict(net, images, chunk=chunk), whole, rtol=CHUNK_TOL, atol=CHUNK_TOL)
         tiny = TinyNet().eval()  # no normalize/features/classifier: chunked as one model
-        torch.testing.assert_close(predict(tiny, images, chunk=5), tiny(images), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(predict(tiny, images, chunk=5), tiny(images), rtol=CHUNK_TOL, atol=CHUNK_TOL)
 
 
 def test_plain_eager_reference_runs_the_same_model(data) -> None:
@@ -61,7 +64,7 @@ def test_plain_eager_reference_runs_the_same_model(data) -> None:
         plain = PlainEager(net)
         assert not hasattr(plain, "features")  # so predict cannot split it into trunk and MLP
         torch.testing.assert_close(predict(plain, images, chunk=None), predict(net, images, chunk=4),
-                                   rtol=1e-5, atol=1e-5)
+                                   rtol=CHUNK_TOL, atol=CHUNK_TOL)
     assert reference_speedup(net, images, batch_size=9, repeats=1) > 0
 
 

@@ -36,6 +36,12 @@ class TakeHomeEMA(WeightAveraging):
         self.step = step
         self.live_state_dict: dict[str, torch.Tensor] | None = None
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The parent builds the average in ``setup``, before the precision plugin converts
+        # the module (``precision="64-true"`` makes it float64): follow the module's dtype.
+        assert self._average_model is not None
+        self._average_model.to(dtype=next(pl_module.parameters()).dtype)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # AveragedModel's first update copies the weights; doing it before any step makes
         # the average start at params_0. On resume n_averaged > 0 and this is skipped.

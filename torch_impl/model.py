@@ -30,14 +30,26 @@ FLAT_FEATURES = 8 * 8 * 48
 class Normalize(nn.Module):
     """``(x / 255 - mean) / std`` on uint8 NHWC images; returns an NCHW view.
 
-    Casting happens in float32 before any arithmetic: the original take-home cast to
-    int8 first, which wraps pixels above 127 to negative values.
+    Casting happens in floating point before any arithmetic: the original take-home cast
+    to int8 first, which wraps pixels above 127 to negative values. The float type is the
+    buffers' (float32 unless the model was converted with ``.double()``), so a float64
+    model computes in float64 from its first operation.
     """
 
     def __init__(self, mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        self._constants = {"mean": tuple(mean), "std": tuple(std)}
+        for name, values in self._constants.items():
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        # ``.double()`` would widen the float32-rounded constants (off by ~3e-8, which a
+        # float64 parity check sees); rebuild them from the decimals in the new dtype.
+        super()._apply(fn, recurse)
+        for name, values in self._constants.items():
+            buf = getattr(self, name)
+            setattr(self, name, torch.tensor(values, dtype=buf.dtype, device=buf.device))
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
@@ -45,7 +57,7 @@ class Normalize(nn.Module):
                 f"expected images of shape [N, 32, 32, 3] (NHWC), got {tuple(images.shape)}; "
                 "pass CIFAR-10 images as stored, not transposed to NCHW"
             )
-        x = (images.float() / 255.0 - self.mean) / self.std
+        x = (images.to(self.mean.dtype) / 255.0 - self.mean) / self.std
         # NHWC memory seen as NCHW is exactly torch's channels_last format, so the
         # convolutions run channels-last without a copy.
         return x.permute(0, 3, 1, 2)

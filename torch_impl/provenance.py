@@ -58,6 +58,9 @@ def provenance(device: str | torch.device = "cpu", **extra: Any) -> dict[str, An
     return {
         "git_commit": git_commit(),
         "device": device_name(device),
+        # The kernels torch dispatches to (e.g. AVX2, AVX512) set the summation order, so
+        # round-off and speed differ between CPUs that share a model name.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "versions": versions(),
