@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine (README.md):
 #   make run    install, train (CPU preset), sweep ranks, compare with the JAX reference,
 #               compare compression methods (REPORT.md)
-#   make test   install, run the unit and parity tests
+#   make test   install, lint (ruff), run every unit and parity test
+#   make test-fast   the same without the tests marked slow (for development)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CIFAR10_DIR ?= $(abspath ../shared/cifar10)
@@ -9,7 +10,7 @@ OUT ?= runs
 TRAIN_ARGS ?=
 export CIFAR10_DIR
 
-.PHONY: install run test clean
+.PHONY: install run test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,8 +27,14 @@ run: install
 	$(PY) scripts/compare_methods.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/compare
 	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots), $(OUT)/compare/REPORT.md"
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
+
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

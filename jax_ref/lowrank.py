@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import haiku as hk
 import jax

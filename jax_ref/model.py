@@ -9,7 +9,7 @@ Bugs of the original take-home code, and how this reference avoids each:
      it: ``normalize`` computes ``(x / 255 - mean) / std``.
   5. Training used only 20% of the training split: ``jax_ref.train`` uses every image it
      is given (the caller's train split, 90% of CIFAR-10's training images by default).
-  The candidate's copy in the seed also divided by 225 instead of 255 and selected L2
+  A published solution of the take-home also divided by 225 instead of 255 and selected L2
   leaves with ``i/2 != 0`` (true for every index but 0, so it dropped one bias and kept
   the rest): here the divisor is 255 and every parameter enters the L2 term.
 
@@ -21,7 +21,7 @@ Module names are explicit (``conv1``, ``conv2``, ``fc1``..``fc5``; low-rank laye
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import haiku as hk
 import jax

@@ -8,9 +8,10 @@ Adam 1e-3; loss = mean softmax cross-entropy + 1e-4 * 0.5 * sum of squared param
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import haiku as hk
 import jax

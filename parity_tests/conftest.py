@@ -6,24 +6,15 @@ plain numpy arrays (images, labels, Haiku parameter trees from ``torch_impl.haik
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.conftest import REAL_DATA
+from torch_impl.data import CIFAR10DataModule
+from torch_impl.lit_module import LitClassifier
+from torch_impl.model import Net
 
-from torch_impl.data import CIFAR10DataModule  # noqa: E402
-from torch_impl.lit_module import LitClassifier  # noqa: E402
-from torch_impl.model import Net  # noqa: E402
-
-REAL_DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared" / "cifar10"))
-needs_real_data = pytest.mark.skipif(not (REAL_DATA / "train").is_dir(),
-                                     reason=f"real CIFAR-10 not found at {REAL_DATA} (set CIFAR10_DIR)")
 TRAIN_STEPS = 200  # enough for clear class margins and an accuracy curve worth comparing
 
 

@@ -11,8 +11,11 @@ from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstruc
 from jax_ref.model import low_rank_net, net
 from jax_ref.train import accuracy as jax_accuracy
 from torch_impl.haiku_convert import torch_to_haiku
+from torch_impl.inference import accuracy as torch_accuracy
 from torch_impl.lowrank import compress_model, model_svds
-from torch_impl.sweep import DEFAULT_FRACTIONS, accuracy as torch_accuracy
+from torch_impl.sweep import DEFAULT_FRACTIONS
+
+pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 
 # Percentage points, per point (2 of the 2,000 test images). The compared weights come from
 # 200 float32 training steps, so they differ between CPUs, but both frameworks get the same

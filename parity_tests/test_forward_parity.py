@@ -10,7 +10,7 @@ import torch
 from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstructed_params
 from jax_ref.model import init_params, low_rank_net, net
 from torch_impl.haiku_convert import haiku_to_torch, torch_to_haiku
-from torch_impl.latency import predict
+from torch_impl.inference import predict
 from torch_impl.lowrank import compress_model, model_svds
 from torch_impl.model import build_model
 
@@ -84,6 +84,7 @@ def test_haiku_init_loaded_into_torch_gives_the_same_logits() -> None:
                         "haiku init")
 
 
+@pytest.mark.slow
 def test_dense_logits_and_classes_on_real_images(trained_net, real_splits) -> None:
     images = real_splits["test"][0][:2000]
     params = torch_to_haiku(trained_net)
@@ -92,6 +93,7 @@ def test_dense_logits_and_classes_on_real_images(trained_net, real_splits) -> No
     assert_same_classes(t, j, "dense")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fraction", FRACTIONS)
 def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, fraction: float) -> None:
     """Torch's SVD factors, run by Haiku's factorized network: the forward passes agree."""
@@ -105,6 +107,7 @@ def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, f
     assert_same_classes(t, j, f"factorized f={fraction}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fraction", FRACTIONS)
 def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, svds, fraction: float) -> None:
     images = real_splits["test"][0][:1000]

@@ -28,8 +28,8 @@ In float32 the same comparison after 10 steps reads loss 1.4e-4 and live 4.6e-2,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +41,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
-from jax_ref.train import LEARNING_RATE, loss_fn, train as jax_train
+from jax_ref.train import LEARNING_RATE, loss_fn
+from jax_ref.train import train as jax_train
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.haiku_convert import HaikuTree, torch_to_haiku
 from torch_impl.lit_module import L2_COEF, LitClassifier, recipe_loss
 from torch_impl.model import build_model
+
+pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 
 LOSS_RTOL = 1e-5  # one forward pass in float32
 GRAD_ATOL = 1e-5  # gradients are O(1e-2) at init; float32 reductions differ in order
@@ -93,8 +96,8 @@ def torch_run(images: np.ndarray, labels: np.ndarray, steps: int, precision: str
     return Run(np.array(rec.losses), ema_tree, torch_to_haiku(module.model))
 
 
-def jax_run(images: np.ndarray, labels: np.ndarray, steps: int, dtype: type, opt: optax.GradientTransformation | None = None,
-            order: list[int] | None = None) -> Run:
+def jax_run(images: np.ndarray, labels: np.ndarray, steps: int, dtype: type,
+            opt: optax.GradientTransformation | None = None, order: list[int] | None = None) -> Run:
     """``jax.grad`` of the whole loss, optax Adam, ``optax.incremental_update``; torch's batches."""
     order = list(range(steps)) if order is None else order
     stream = ((images[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in order)
@@ -189,7 +192,8 @@ def adam_without_bias_correction(lr: float = LEARNING_RATE, b1: float = 0.9, b2:
 MUTANTS: dict[str, tuple[Callable | None, Callable | None]] = {
     "EMA starts at params_1": (lambda x, y: torch_run(x, y, MUTANT_STEPS, "64-true", ema_cls=EMAFromStepOne), None),
     "L2 term not halved": (lambda x, y: torch_run(x, y, MUTANT_STEPS, "64-true", l2_coef=2 * L2_COEF), None),
-    "Adam eps 1e-7": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64, opt=optax.adam(LEARNING_RATE, eps=1e-7))),
+    "Adam eps 1e-7": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64,
+                                                 opt=optax.adam(LEARNING_RATE, eps=1e-7))),
     "no bias correction": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64,
                                                       opt=adam_without_bias_correction())),
     "batches 1 and 2 swapped": (None, lambda x, y: jax_run(x, y, MUTANT_STEPS, np.float64,

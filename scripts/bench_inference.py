@@ -1,27 +1,23 @@
 """How should a batch of 10,000 images be run? Measures the options side by side, in one run.
 
-    python scripts/bench_inference.py [--checkpoint runs/train/model.pt] [--batch 10000]
+    python scripts/bench_inference.py [--batch 10000] [--chunks 64,256,1024]
 
 Prints per-example latency (median of repeats) of the convolution trunk and of the whole
-dense model for: NCHW-contiguous input, the channels-last view in one call, and
-channels-last in chunks. ``torch_impl.latency.INFERENCE_CHUNK`` records the choice.
+dense model (freshly initialised: weights do not change the cost of dense fp32 kernels) for:
+NCHW-contiguous input, the channels-last view in one call, and channels-last in chunks. ``torch_impl.inference.INFERENCE_CHUNK`` records the choice.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from torch_impl.latency import time_calls  # noqa: E402
-from torch_impl.model import build_model  # noqa: E402
-from torch_impl.runtime import flush_denormals  # noqa: E402
-from torch_impl.provenance import device_name  # noqa: E402
+from torch_impl.latency import time_calls
+from torch_impl.model import build_model
+from torch_impl.provenance import device_name
+from torch_impl.runtime import flush_denormals
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -54,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for name, (x, chunk) in variants.items():
             row = []
             for fn in (trunk, full):
-                if isinstance(chunk, tuple):  # trunk and MLP apart, as torch_impl.latency.predict does
+                if isinstance(chunk, tuple):  # trunk and MLP apart, as torch_impl.inference.predict does
                     if fn is trunk:
                         call = lambda: [trunk(x[i: i + 256]) for i in range(0, len(x), 256)]  # noqa: E731
                     else:

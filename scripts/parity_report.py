@@ -12,40 +12,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import jax
+import torch
 
-import jax  # noqa: E402
-import torch  # noqa: E402
-
-from jax_ref import lowrank as jax_lowrank  # noqa: E402
-from torch_impl.checkpoint import load_model  # noqa: E402
-from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
-from torch_impl.haiku_convert import torch_to_haiku  # noqa: E402
-from torch_impl.latency import INFERENCE_METHOD  # noqa: E402
-from torch_impl.plots import plot_sweep  # noqa: E402
-from torch_impl.runtime import flush_denormals, full_fp32, resolve_device  # noqa: E402
-from torch_impl.provenance import provenance  # noqa: E402
-from torch_impl.sweep import parse_fractions, run_sweep, write_results  # noqa: E402
+from jax_ref import lowrank as jax_lowrank
+from torch_impl.checkpoint import load_model
+from torch_impl.cli import add_checkpoint_arg, add_data_args, add_device_arg, add_progress_arg, fail
+from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.haiku_convert import torch_to_haiku
+from torch_impl.inference import INFERENCE_METHOD
+from torch_impl.plots import plot_sweep
+from torch_impl.provenance import provenance
+from torch_impl.runtime import flush_denormals, full_fp32, resolve_device
+from torch_impl.sweep import parse_fractions, run_sweep, write_results
 
 PARITY_FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="runs/train/model.pt")
+    add_checkpoint_arg(p)
     p.add_argument("--jax-run", help="out-dir of `train.py --framework jax` (its metrics.json)")
     p.add_argument("--fractions", default=",".join(str(f) for f in PARITY_FRACTIONS),
                    help="default: 8 points (the JAX sweep costs ~1 ms per image on a 2-core CPU)")
-    p.add_argument("--data-dir")
-    p.add_argument("--cache-dir")
-    p.add_argument("--test-limit", type=int)
+    add_data_args(p)
     p.add_argument("--out-dir", default="runs/parity")
-    p.add_argument("--device", default="auto",
-                   help="torch device: auto (GPU if any), cpu, cuda; JAX uses its default backend")
-    p.add_argument("--no-progress-bar", action="store_true")
+    add_device_arg(p)  # JAX uses its default backend
+    add_progress_arg(p)
     return p.parse_args(argv)
 
 
@@ -79,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         net, meta = load_model(args.checkpoint)
         device = resolve_device(args.device)
     except (DataError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+        fail(err)
     batch_sizes = [min(10_000, len(labels)), 1]
     progress = not args.no_progress_bar
     # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/runtime.py).

@@ -11,40 +11,37 @@ Writes <out-dir>/sweep.csv, sweep.json (with provenance) and three PNG plots.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from torch_impl.checkpoint import load_model  # noqa: E402
-from torch_impl.data import CIFAR10DataModule, DataError  # noqa: E402
-from torch_impl.latency import INFERENCE_METHOD, reference_speedup  # noqa: E402
-from torch_impl.lowrank import MODES  # noqa: E402
-from torch_impl.plots import plot_sweep  # noqa: E402
-from torch_impl.runtime import flush_denormals, full_fp32, resolve_device  # noqa: E402
-from torch_impl.provenance import provenance  # noqa: E402
-from torch_impl.sweep import DEFAULT_FRACTIONS, format_table, parse_fractions, run_sweep, write_results  # noqa: E402
+from torch_impl.checkpoint import load_model
+from torch_impl.cli import add_checkpoint_arg, add_data_args, add_device_arg, add_progress_arg, fail
+from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.inference import INFERENCE_METHOD
+from torch_impl.latency import reference_speedup
+from torch_impl.lowrank import MODES
+from torch_impl.plots import plot_sweep
+from torch_impl.provenance import provenance
+from torch_impl.runtime import flush_denormals, full_fp32, resolve_device
+from torch_impl.sweep import DEFAULT_FRACTIONS, format_table, parse_fractions, run_sweep, write_results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="runs/train/model.pt", help="model.pt or .ckpt from train.py")
+    add_checkpoint_arg(p)
     p.add_argument("--framework", choices=("torch", "jax"), default="torch")
     p.add_argument("--jax-params", help="with --framework jax: a params.npz from jax_ref training "
                                         "instead of the converted torch checkpoint")
     p.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS))
     p.add_argument("--modes", default=",".join(MODES), help="factorized,reconstructed")
     p.add_argument("--batch-sizes", default="10000,1", help="latency batch sizes")
-    p.add_argument("--data-dir", help="CIFAR-10 location (default: $CIFAR10_DIR)")
-    p.add_argument("--cache-dir")
-    p.add_argument("--test-limit", type=int, help="use a random subset of N test images (quick looks)")
+    add_data_args(p)
     p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
-    p.add_argument("--device", default="auto", help="torch device: auto (GPU if any), cpu, cuda, cuda:1")
+    add_device_arg(p)
     p.add_argument("--no-paired", action="store_true",
                    help="skip timing each point alternately with the dense model (saves ~1/3 of the time)")
-    p.add_argument("--no-progress-bar", action="store_true")
+    add_progress_arg(p)
     return p.parse_args(argv)
 
 
@@ -65,7 +62,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         net, meta = (None, {}) if args.jax_params else load_model(args.checkpoint)
         device = resolve_device(args.device)
     except (DataError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+        fail(err)
     progress = not args.no_progress_bar
     reference = None
     full_fp32()
@@ -97,8 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if reference is not None:
         dense_us = next(r for r in rows if r["mode"] == "dense")[f"latency_us_b{batch_sizes[0]}"]
         print(f"\nthe plain NCHW eager dense model, timed alternately with the dense row: {reference:.2f}x "
-              f"its time (~{reference * dense_us:.0f} us/example); issue 3's 250 us target was 458/250 "
-              f"= 1.83x below that reference")
+              f"its time (~{reference * dense_us:.0f} us/example), a yardstick for latencies from other days")
     print(f"\ntable: {csv_path}\n       {json_path}\nplots: " + "\n       ".join(str(p) for p in plots))
     return rows
 

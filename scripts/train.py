@@ -11,46 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from torch_impl.data import DataError  # noqa: E402
-from torch_impl.data import CIFAR10DataModule  # noqa: E402
-from torch_impl.runtime import flush_denormals  # noqa: E402
-from torch_impl.provenance import provenance, write_json  # noqa: E402
-from torch_impl.training import PRESETS, TrainConfig, config_from_preset, run_training  # noqa: E402
-
-
-def run_jax_training(cfg: TrainConfig) -> dict:
-    """The same recipe and budget through ``jax_ref`` (fed the data module's numpy arrays)."""
-    import jax
-
-    from jax_ref.train import accuracy, save_params, train
-
-    splits = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, val_fraction=cfg.val_fraction,
-                               download=cfg.download, train_limit=cfg.train_limit,
-                               test_limit=cfg.test_limit).numpy_splits()
-    start = time.perf_counter()
-    val = splits["val"] if len(splits["val"][1]) else None
-    out = train(splits["train"], cfg.steps, cfg.batch_size, cfg.seed, eval_data=val,
-                eval_every=cfg.eval_every, progress=cfg.progress_bar)
-    metrics = {
-        "framework": "jax",
-        "test_acc_ema": accuracy(out["avg_params"], *splits["test"]),
-        "test_acc_live": accuracy(out["params"], *splits["test"]),
-        "steps": cfg.steps, "train_time_s": out["train_time_s"], "wall_time_s": time.perf_counter() - start,
-        "images_per_s": out["images_per_s"], "evals": out["evals"], "final_loss": float(out["losses"][-1]),
-        "n_train": len(splits["train"][1]), "n_test": len(splits["test"][1]), "config": asdict(cfg),
-        "provenance": provenance(seed=cfg.seed, jax_backend=jax.default_backend(),
-                                 jax_device=jax.devices()[0].device_kind),
-    }
-    save_params(Path(cfg.out_dir) / "params.npz", jax.device_get(out["avg_params"]))
-    write_json(Path(cfg.out_dir) / "metrics.json", metrics)
-    return metrics
+from torch_impl.cli import add_data_args, add_progress_arg, fail, positive_int
+from torch_impl.data import DataError
+from torch_impl.jax_training import run_jax_training
+from torch_impl.runtime import flush_denormals
+from torch_impl.training import PRESETS, config_from_preset, run_training
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,18 +31,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="init and shuffling seed (default: 42)")
     p.add_argument("--eval-every", type=int, help="validate the EMA every N steps")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (resume loses at most N)")
-    p.add_argument("--data-dir", help="CIFAR-10 location (default: $CIFAR10_DIR)")
-    p.add_argument("--cache-dir", help="decoded-array cache (default: $SVD_COMPRESS_CACHE or ~/.cache/svd_compress)")
+    add_data_args(p, test_limit=False)
     p.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision into --data-dir")
     p.add_argument("--out-dir", default="runs/train", help="checkpoints, logs, model.pt, metrics.json")
     p.add_argument("--val-fraction", type=float, help="share of the training images held out (default 0.1)")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images (smoke runs)")
-    p.add_argument("--test-limit", type=int, help="use only the first N test images (smoke runs)")
+    p.add_argument("--train-limit", type=positive_int, help="use only the first N training images (smoke runs)")
+    p.add_argument("--test-limit", type=positive_int,
+                   help="test on a seeded random subset of N test images (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoints/last.ckpt")
     p.add_argument("--accelerator", default="auto", help="passed to lightning.Trainer (cpu, gpu, auto)")
     p.add_argument("--devices", default="auto", help="passed to lightning.Trainer")
     p.add_argument("--strategy", default="auto", help="passed to lightning.Trainer (e.g. ddp)")
-    p.add_argument("--no-progress-bar", action="store_true")
+    add_progress_arg(p)
     return p.parse_args(argv)
 
 
@@ -95,14 +62,14 @@ def main(argv: list[str] | None = None) -> dict:
         if args.framework == "jax" and args.resume:
             raise ValueError("--resume is for the torch trainer; a jax_ref run restarts from the init")
     except ValueError as err:
-        sys.exit(f"error: {err}")
+        fail(err)
     try:
         if args.framework == "jax":
             metrics = run_jax_training(cfg)
         else:
             metrics = run_training(cfg, resume=args.resume)
     except (DataError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+        fail(err)
     summary = {k: metrics[k] for k in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")}
     print(json.dumps(summary, indent=2))
     weights = "params.npz" if args.framework == "jax" else "model.pt"

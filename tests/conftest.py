@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from torch_impl.data import CLASSES
 
-from torch_impl.data import CLASSES  # noqa: E402
-
-# Where CI finds the real CIFAR-10 (DEVELOPERS.md): $CIFAR10_DIR, else ../shared/cifar10.
-REAL_DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared" / "cifar10"))
+# The real CIFAR-10 for the tests that need it: $CIFAR10_DIR, else a checkout's sibling
+# ../shared/cifar10 (where CI lays it); those tests skip when neither exists.
+REAL_DATA = Path(os.environ.get("CIFAR10_DIR", Path(__file__).resolve().parents[2] / "shared" / "cifar10"))
 
 # Each class gets its own colour so that a few training steps can learn it.
 PALETTE = np.random.default_rng(1).integers(30, 226, size=(len(CLASSES), 3))

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from tests.conftest import learnable_images
-from torch_impl.conv_lowrank import LowRankConv2d, compress_convs, conv_break_even_rank
-from torch_impl.data_aware import data_aware_compress, output_spectra, output_stats
+from torch_impl.compare.conv_lowrank import LowRankConv2d, compress_convs, conv_break_even_rank
+from torch_impl.compare.data_aware import data_aware_compress, output_spectra, output_stats
 from torch_impl.lowrank import compress_model
-from torch_impl.model import build_model
+from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 FULL_RANK_ATOL = 1e-4  # fp32 outputs through a float64 factorization cast back; 1.8e-6 (margin 108)
@@ -35,7 +35,7 @@ def layer_output(model: nn.Module, name: str, images: torch.Tensor) -> torch.Ten
     return got["y"]
 
 
-@pytest.mark.parametrize("name,rank", [("classifier.6", 16), ("classifier.8", 4), ("features.4", 8)])
+@pytest.mark.parametrize("name,rank", [(LINEAR_LAYERS[3], 16), (LINEAR_LAYERS[4], 4), (CONV_LAYERS[1], 8)])
 def test_data_aware_beats_plain_svd_on_its_calibration_data(net_and_calib, name: str, rank: int) -> None:
     net, calib = net_and_calib
     target = layer_output(net, name, calib)
@@ -51,16 +51,16 @@ def test_data_aware_beats_plain_svd_on_its_calibration_data(net_and_calib, name:
 
 def test_data_aware_at_full_rank_reproduces_the_layer(net_and_calib) -> None:
     net, calib = net_and_calib
-    full = data_aware_compress(net, {"classifier.8": 10, "features.4": 48}, calib)
+    full = data_aware_compress(net, {LINEAR_LAYERS[4]: 10, CONV_LAYERS[1]: 48}, calib)
     with torch.inference_mode():
         torch.testing.assert_close(full(calib), net(calib), atol=FULL_RANK_ATOL, rtol=FULL_RANK_ATOL)
 
 
 def test_output_stats_are_the_mean_and_covariance_of_the_outputs(net_and_calib) -> None:
     net, calib = net_and_calib
-    mean, cov = output_stats(net, "classifier.6", calib)
-    layer = net.get_submodule("classifier.6")
-    y = (layer_output(net, "classifier.6", calib) - layer.bias).double()
+    mean, cov = output_stats(net, LINEAR_LAYERS[3], calib)
+    layer = net.get_submodule(LINEAR_LAYERS[3])
+    y = (layer_output(net, LINEAR_LAYERS[3], calib) - layer.bias).double()
     torch.testing.assert_close(mean, y.mean(0), atol=STATS_TOL, rtol=STATS_TOL)
     torch.testing.assert_close(cov, torch.cov(y.T, correction=0), atol=STATS_TOL, rtol=STATS_TOL)
 
@@ -80,14 +80,15 @@ def test_bad_inputs_name_the_problem(net_and_calib) -> None:
     with pytest.raises(ValueError, match="rank must be in"):
         LowRankConv2d.from_conv(nn.Conv2d(3, 18, 5), 19)
     with pytest.raises(ValueError, match="not an nn.Conv2d"):
-        compress_convs(net, {"classifier.0": 4})
+        compress_convs(net, {LINEAR_LAYERS[0]: 4})
     with pytest.raises(ValueError, match="not a layer of the model"):
         data_aware_compress(net, {"classifier.99": 4}, calib)
     with pytest.raises(ValueError, match="takes nn.Linear or nn.Conv2d"):
         data_aware_compress(net, {"features.2": 4}, calib)
 
 
-@pytest.mark.parametrize("name,rank", [("classifier.6", 16), ("classifier.2", 40)])
+@pytest.mark.slow
+@pytest.mark.parametrize("name,rank", [(LINEAR_LAYERS[3], 16), (LINEAR_LAYERS[1], 40)])
 def test_output_spectra_measure_what_data_aware_factors_lose(net_and_calib, name: str, rank: int) -> None:
     """The budget rule reads ``output_spectra`` as "what a rank keeps": the data-aware layer's mean
     squared output error on its calibration data is the output variance outside the top ``rank``

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import write_image_folder
+from torch_impl.compare.distill import LitDistiller, distillation_loss
+from torch_impl.compare.finetune import finetune
+from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.distill import LitDistiller, distillation_loss
-from torch_impl.finetune import finetune
 from torch_impl.model import build_model
-from torch_impl.pool_fold import fold_pools
 
 LOSS_ATOL = 1e-6  # fp32 log-softmax sums over 10 classes; measured 6.0e-8 on an Intel Xeon (margin 17)
 

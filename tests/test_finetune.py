@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
-from torch_impl.alternatives import magnitude_prune, make_permanent
+from torch_impl.compare.finetune import TailAverage, finetune, zero_fraction
+from torch_impl.compare.non_svd import magnitude_prune, make_permanent
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.finetune import TailAverage, finetune, zero_fraction
 from torch_impl.model import build_model
+
+pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 
 # fp32 running mean of 2-3 snapshots against their mean: measured 1.5e-8 on an Intel Xeon
 # (margin 67); without averaging the weights equal the last snapshot exactly (measured 0).

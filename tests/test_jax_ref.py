@@ -71,6 +71,7 @@ def test_rank_approximated_weight(rank: int) -> None:
         rank_approximated_weight(w, 41)
 
 
+@pytest.mark.slow
 def test_rank_rule_and_low_rank_net(params) -> None:
     assert ranks_for(0.1) == [300, 200, 200, 100, 1]
     assert rank_for(0.7, 1000, 10) == 7

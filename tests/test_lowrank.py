@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.lowrank import (LowRankLinear, break_even_rank, compress_model, model_svds,
-                                rank_from_fraction, set_mode)
-from torch_impl.model import build_model
+from torch_impl.lowrank import LowRankLinear, break_even_rank, compress_model, model_svds, rank_from_fraction, set_mode
+from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, MLP_SHAPES, build_model
 from torch_impl.sweep import DEFAULT_FRACTIONS, parse_fractions
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
@@ -18,7 +17,6 @@ FULL_RANK_ATOL = 1e-5  # fp32 outputs of a float64 SVD cast back to fp32; 6.0e-7
 PATHS_ATOL = 1e-5  # factorized vs reconstructed: the same product, summed in another order; 7.2e-7 (14)
 EY_RTOL = 1e-4  # Eckart-Young tail vs the fp32 weight error; 6.6e-8 (1,500)
 CACHE_RTOL, CACHE_ATOL = 1e-5, 1e-6  # a cached product after its factor doubled; 6.0e-8 (118)
-MLP_LAYERS = [(3072, 3000), (3000, 2000), (2000, 2000), (2000, 1000), (1000, 10)]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,8 @@ def test_weight_error_is_the_eckart_young_tail(linear: nn.Linear, rank: int) -> 
     low = LowRankLinear.from_linear(linear, rank=rank)
     s = torch.linalg.svdvals(linear.weight.detach().double())
     tail = float(torch.sqrt((s[rank:] ** 2).sum()))
-    err = float(torch.linalg.matrix_norm(low.reconstructed_weight().detach().double() - linear.weight.detach().double()))
+    err = float(torch.linalg.matrix_norm(low.reconstructed_weight().detach().double()
+                                         - linear.weight.detach().double()))
     assert err == pytest.approx(tail, rel=EY_RTOL)
 
 
@@ -81,7 +80,7 @@ def test_reconstructed_path_is_differentiable(linear: nn.Linear) -> None:
 
 @pytest.mark.parametrize("fraction", DEFAULT_FRACTIONS)
 def test_rank_rule_at_the_five_layers(fraction: float) -> None:
-    for n_in, n_out in MLP_LAYERS:
+    for n_in, n_out in MLP_SHAPES:
         expected = max(1, math.floor(round(fraction * min(n_in, n_out), 6)))
         assert rank_from_fraction(fraction, n_in, n_out) == expected
     assert rank_from_fraction(0.1, 1000, 10) == 1  # the classifier keeps one singular value
@@ -101,6 +100,7 @@ def test_break_even_rank() -> None:
     assert break_even_rank(3072, 3000) == pytest.approx(1517.8, abs=0.1)
 
 
+@pytest.mark.slow
 def test_compress_model_copies_and_reports(net_svds) -> None:
     net, svds = net_svds
     original = {k: v.clone() for k, v in net.state_dict().items()}
@@ -115,6 +115,7 @@ def test_compress_model_copies_and_reports(net_svds) -> None:
     assert sum(p.numel() for p in small.parameters()) == sum(r.params_after for r in report) + 18 * 76 + 48 * 451
 
 
+@pytest.mark.slow
 def test_full_rank_model_predicts_like_the_dense_model(net_svds) -> None:
     net, svds = net_svds
     images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
@@ -127,9 +128,10 @@ def test_full_rank_model_predicts_like_the_dense_model(net_svds) -> None:
             assert torch.equal(out.argmax(1), dense.argmax(1))
 
 
+@pytest.mark.slow
 def test_per_layer_ranks_leave_other_layers_dense(net_svds) -> None:
     net, svds = net_svds
-    small, report = compress_model(net, ranks={"classifier.2": 50}, svds=svds)
+    small, report = compress_model(net, ranks={LINEAR_LAYERS[1]: 50}, svds=svds)
     assert isinstance(small.classifier[2], LowRankLinear) and small.classifier[2].rank == 50
     assert isinstance(small.classifier[0], nn.Linear)
     assert [r.rank for r in report] == [None, 50, None, None, None]
@@ -162,11 +164,11 @@ def test_bad_ranks_and_layers(linear: nn.Linear) -> None:
         LowRankLinear.from_linear(nn.Conv2d(3, 8, 3), rank=2)
     net = build_model(0)
     with pytest.raises(ValueError, match="layer 'features.0' is a Conv2d"):
-        compress_model(net, ranks={"features.0": 4})
+        compress_model(net, ranks={CONV_LAYERS[0]: 4})
     with pytest.raises(ValueError, match="'fc9', which is not a layer"):
         compress_model(net, ranks={"fc9": 4})
     with pytest.raises(ValueError, match=r"layer 'classifier.8': rank must be in \[1, min\(in, out\)\] = \[1, 10\]"):
-        compress_model(net, ranks={"classifier.8": 11})
+        compress_model(net, ranks={LINEAR_LAYERS[4]: 11})
     with pytest.raises(ValueError, match="mode must be one of"):
         set_mode(net, "fast")
 

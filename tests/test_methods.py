@@ -10,16 +10,21 @@ import torch
 from torch import nn
 
 from tests.conftest import learnable_images, write_image_folder
-from torch_impl.alternatives import (drop_hidden_mlp, dynamic_int8, lowrank_as_linears, magnitude_prune,
-                                     prune_channels)
-from torch_impl.answers import answers, pareto_front
 from torch_impl.checkpoint import save_model
+from torch_impl.compare.answers import answers, pareto_front
+from torch_impl.compare.finetune import zero_fraction
+from torch_impl.compare.non_svd import (
+    drop_hidden_mlp,
+    dynamic_int8,
+    lowrank_as_linears,
+    magnitude_prune,
+    prune_channels,
+)
+from torch_impl.compare.recipes import Context, default_recipes, run_recipe
+from torch_impl.compare.report import targets
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.finetune import zero_fraction
 from torch_impl.lowrank import compress_model, model_svds
-from torch_impl.methods import Context, default_recipes, run_recipe
-from torch_impl.model import build_model
-from torch_impl.report import bars
+from torch_impl.model import LINEAR_LAYERS, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
@@ -39,23 +44,29 @@ def images() -> torch.Tensor:
     return torch.from_numpy(learnable_images(2, seed=9)[0])
 
 
-def test_every_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor) -> None:
+RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor, name: str) -> None:
+    recipe = RECIPES[name]
     before = {k: v.clone() for k, v in ctx.dense.state_dict().items()}
-    for recipe in default_recipes(ft_steps=2, kd_steps=3):
-        model, info = run_recipe(recipe, ctx, evaluate=lambda m: 0.5)
-        with torch.inference_mode():
-            logits = model(images)
-        assert logits.shape == (len(images), 10) and torch.isfinite(logits).all(), recipe.name
-        assert info["method"] == recipe.name and info["macs_by_layer"]
-        if recipe.finetune_steps:
-            assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["acc_before_finetune"] == 0.5
-            assert info["distilled"] == recipe.distill
-        if info.get("pruned"):  # the mask held through the fine-tune
-            assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
+    model, info = run_recipe(recipe, ctx, evaluate=lambda m: 0.5)
+    with torch.inference_mode():
+        logits = model(images)
+    assert logits.shape == (len(images), 10) and torch.isfinite(logits).all()
+    assert info["method"] == recipe.name and info["macs_by_layer"]
+    if recipe.finetune_steps:
+        assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["acc_before_finetune"] == 0.5
+        assert info["distilled"] == recipe.distill
+    if info.get("pruned"):  # the mask held through the fine-tune
+        assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
     for k, v in ctx.dense.state_dict().items():  # the dense model is never modified
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_pruning_zeroes_the_share_asked_for(ctx: Context) -> None:
     pruned = magnitude_prune(ctx.dense, 0.9)
     assert zero_fraction(pruned) == pytest.approx(0.9, abs=1e-3)
@@ -64,6 +75,7 @@ def test_pruning_zeroes_the_share_asked_for(ctx: Context) -> None:
         magnitude_prune(ctx.dense, 1.0)
 
 
+@pytest.mark.slow
 def test_int8_tracks_the_float_model(ctx: Context, images: torch.Tensor) -> None:
     low, _ = compress_model(ctx.dense, rank_fraction=0.5, svds=ctx.svds)
     split = lowrank_as_linears(low)  # the same function as two nn.Linear
@@ -74,6 +86,7 @@ def test_int8_tracks_the_float_model(ctx: Context, images: torch.Tensor) -> None
     assert (q - ref).abs().max() <= INT8_RTOL * (ref.max() - ref.min())
 
 
+@pytest.mark.slow
 def test_channel_pruning_keeping_every_channel_is_the_identity(ctx: Context, images: torch.Tensor) -> None:
     same = prune_channels(ctx.dense, 18, 48)
     with torch.inference_mode():
@@ -85,6 +98,7 @@ def test_channel_pruning_keeping_every_channel_is_the_identity(ctx: Context, ima
         prune_channels(ctx.dense, 0, 24)
 
 
+@pytest.mark.slow
 def test_smaller_head_has_the_right_shape(ctx: Context, images: torch.Tensor) -> None:
     small = drop_hidden_mlp(ctx.dense)
     linears = [m for m in small.classifier.modules() if isinstance(m, nn.Linear)]
@@ -98,14 +112,17 @@ def test_report_helpers_on_synthetic_rows() -> None:
          "mlp_macs": 21.2e6},
         {"method": "folded pools + KD", "family": "pool folding", "test_acc": 0.68, "latency_ratio_paired": 0.77,
          "total_macs": 23.7e6, "mlp_macs": 21.2e6, "acc_before_finetune": 0.58},
-        {"method": "SVD f=0.5", "family": "plain SVD", "test_acc": 0.66, "latency_ratio_paired": 0.8, "total_macs": 26e6},
-        {"method": "SVD f=0.2", "family": "plain SVD", "test_acc": 0.40, "latency_ratio_paired": 0.6, "total_macs": 15e6},
-        {"method": "SVD f=0.1", "family": "plain SVD", "test_acc": 0.19, "latency_ratio_paired": 0.5, "total_macs": 11e6},
+        {"method": "SVD f=0.5", "family": "plain SVD", "test_acc": 0.66, "latency_ratio_paired": 0.8,
+         "total_macs": 26e6},
+        {"method": "SVD f=0.2", "family": "plain SVD", "test_acc": 0.40, "latency_ratio_paired": 0.6,
+         "total_macs": 15e6},
+        {"method": "SVD f=0.1", "family": "plain SVD", "test_acc": 0.19, "latency_ratio_paired": 0.5,
+         "total_macs": 11e6},
         {"method": "A", "family": "x", "test_acc": 0.698, "latency_ratio_paired": 0.55, "total_macs": 8e6},
         {"method": "B", "family": "x", "test_acc": 0.69, "latency_ratio_paired": 0.2, "total_macs": 2e6},
     ]
     assert [r["method"] for r in pareto_front(rows)] == ["B", "A", "dense"]
-    v = bars(rows)
+    v = targets(rows)
     assert v["at_svd_0.2_latency"]["best"] == "A" and v["at_svd_0.2_latency"]["met"]
     assert v["at_25pct_latency"]["best"] == "B" and v["at_25pct_latency"]["met"]
     text = " ".join(answers(rows))
@@ -119,10 +136,10 @@ def test_answers_compare_where_a_budget_goes() -> None:
     rows = [{"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0,
              "total_macs": 28e6, "mlp_macs": 21.2e6},
             {**base, "method": "folded pools + budget 1M, data-aware + KD", "test_acc": 0.693, "mlp_macs": 0.994e6,
-             "ranks_from": "outputs", "mlp_budget": 1_000_000, "ranks": {"classifier.0": 112}},
+             "ranks_from": "outputs", "mlp_budget": 1_000_000, "ranks": {LINEAR_LAYERS[0]: 112}},
             {**base, "method": "folded pools + budget 1M, weight-spectrum ranks, data-aware + KD",
              "test_acc": 0.6885, "mlp_macs": 0.976e6, "ranks_from": "weights",
-             "mlp_budget": 1_000_000, "ranks": {"classifier.0": 88}}]
+             "mlp_budget": 1_000_000, "ranks": {LINEAR_LAYERS[0]: 88}}]
     text = " ".join(answers(rows))
     assert ("folded pools + budget 1M, data-aware + KD: ranks from the layers' output variance "
             "{'classifier.0': 112} give 69.30%, ranks from the weights' spectra {'classifier.0': 88} 68.85% "

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.conv_lowrank import compress_convs
-from torch_impl.latency import count_macs
+from torch_impl.compare.conv_lowrank import compress_convs
+from torch_impl.compare.pool_fold import fold_pool_into_conv, fold_pools
+from torch_impl.cost import count_macs
 from torch_impl.model import FlattenHWC, build_model
-from torch_impl.pool_fold import fold_pool_into_conv, fold_pools
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 # fp32: one 6x6 sum of the same products against a 5x5 conv then a 4-term average; 1.1e-6 (margin 9)

@@ -13,8 +13,8 @@ from torch_impl.training import TrainConfig, run_training
 # below what was measured: 41.0% live test accuracy on an Intel Xeon (11 pp above it).
 MIN_ACCURACY = 0.30
 
-pytestmark = pytest.mark.skipif(not (REAL_DATA / "train").is_dir(),
-                                reason=f"real CIFAR-10 not found at {REAL_DATA} (set CIFAR10_DIR)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (REAL_DATA / "train").is_dir(),
+                                reason=f"real CIFAR-10 not found at {REAL_DATA} (set CIFAR10_DIR)")]
 
 
 def test_few_hundred_steps_on_real_data_beat_chance(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from tests.conftest import TinyNet, learnable_images
-from torch_impl import latency
-from torch_impl.latency import PlainEager, measure_latency, paired_speedup, predict, reference_speedup
+from torch_impl import inference
+from torch_impl.inference import PlainEager, predict
+from torch_impl.latency import measure_latency, paired_speedup, reference_speedup
 from torch_impl.model import build_model
 from torch_impl.plots import mac_break_even_fraction, plot_sweep
 from torch_impl.sweep import format_table, run_sweep, write_results
@@ -50,7 +51,7 @@ def test_chunked_prediction_equals_one_call(data, monkeypatch) -> None:
     images = data[0][:23]
     with torch.inference_mode():
         whole = net(images)
-        monkeypatch.setattr(latency, "MLP_CHUNK", 4)  # so the MLP is chunked apart from the trunk too
+        monkeypatch.setattr(inference, "MLP_CHUNK", 4)  # so the MLP is chunked apart from the trunk too
         for chunk in (5, 7, 23, None):
             torch.testing.assert_close(predict(net, images, chunk=chunk), whole, rtol=CHUNK_TOL, atol=CHUNK_TOL)
         tiny = TinyNet().eval()  # no normalize/features/classifier: chunked as one model

@@ -58,6 +58,7 @@ class CrashAt(Callback):
             raise RuntimeError("simulated crash")
 
 
+@pytest.mark.slow
 def test_resume_after_crash_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "data", n_train=4, n_test=1)
     # One batch per epoch (40 images, batch 40): every step sees the same images, so the

@@ -15,13 +15,9 @@ import torch
 from torch import nn
 
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.model import Net
+from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, Net
 
-TORCH_TO_HAIKU = {
-    "features.0": "conv1", "features.4": "conv2",
-    "classifier.0": "fc1", "classifier.2": "fc2", "classifier.4": "fc3", "classifier.6": "fc4",
-    "classifier.8": "fc5",
-}
+TORCH_TO_HAIKU = dict(zip((*CONV_LAYERS, *LINEAR_LAYERS), ("conv1", "conv2", "fc1", "fc2", "fc3", "fc4", "fc5")))
 
 HaikuTree = dict[str, dict[str, np.ndarray]]
 

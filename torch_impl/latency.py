@@ -2,63 +2,24 @@
 
 The take-home defines inference time as "the average time to compute the prediction for
 all examples in the test set": here one call predicts a whole batch (default the 10,000
-test images, and batch 1), after warm-up, under ``torch.inference_mode()``, synchronized
-on GPU, repeated; the median and inter-quartile range per example are reported.
-
-How a batch is run is decided in one place, ``predict``: the uint8 NHWC input reaches
-the convolutions as a channels-last view (no copy), and large batches go through in
-chunks of ``INFERENCE_CHUNK`` images, which keeps activations in cache. On this 2-core
-CPU the convolution trunk measured 263 us/example at batch 10,000 in NCHW against 70
-in channels-last chunks of 256 (issue 3); ``scripts/bench_inference.py`` re-measures it.
-The MLP then runs in chunks of ``MLP_CHUNK`` rows (see ``predict``).
+test images, and batch 1) through ``torch_impl.inference.predict``, after warm-up, under
+``torch.inference_mode()``, synchronized on GPU, repeated; the median and inter-quartile
+range per example are reported.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from torch_impl.lowrank import LowRankLinear
+from torch_impl.inference import INFERENCE_METHOD, PlainEager, predict
 
-INFERENCE_CHUNK = 256  # CPU only: a GPU is fastest with the whole batch in one call
-MLP_CHUNK = 1024  # CPU only: rows per MLP call when the trunk and the MLP run apart
 DEFAULT_BATCH_SIZES = (10_000, 1)
-INFERENCE_METHOD = (f"torch eager, inference_mode, uint8 NHWC input as a channels-last view; on CPU "
-                    f"the conv trunk runs in chunks of {INFERENCE_CHUNK} images and the MLP in chunks of "
-                    f"{MLP_CHUNK} rows, denormals flushed; on GPU whole batches in full fp32 (no TF32)")
-
-
-def inference_chunk(device: torch.device) -> int | None:
-    """Images per model call for a large batch on ``device`` (None: the whole batch)."""
-    return INFERENCE_CHUNK if device.type == "cpu" else None
-
-
-def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int | None) -> torch.Tensor:
-    if chunk is None or x.shape[0] <= chunk:
-        return fn(x)
-    return torch.cat([fn(x[i: i + chunk]) for i in range(0, x.shape[0], chunk)])
-
-
-def predict(model: nn.Module, images: torch.Tensor, chunk: int | None | str = "auto") -> torch.Tensor:
-    """Logits for ``images`` (uint8 ``[N, 32, 32, 3]``), in chunks on CPU; call under inference_mode.
-
-    A model laid out as ``Net`` (``normalize``, ``features``, ``classifier``; compressed copies
-    keep it) runs its trunk and its MLP in chunks of different sizes on CPU: the convolutions
-    are fastest while a chunk's activations stay in cache (256 images), the MLP's matrix
-    products with more rows per weight read (measured on 2 cores, batch 10,000: 412-450
-    us/example with both at 256, 297-309 with the MLP at 1024; ``scripts/bench_inference.py``).
-    """
-    if chunk == "auto":
-        chunk = inference_chunk(images.device)
-    if chunk is not None and all(hasattr(model, a) for a in ("normalize", "features", "classifier")):
-        features = _chunked(lambda x: model.features(model.normalize(x)), images, chunk)
-        return _chunked(model.classifier, features, max(chunk, MLP_CHUNK))
-    return _chunked(model, images, chunk)
 
 
 def _sync(device: torch.device) -> None:
@@ -150,53 +111,7 @@ def paired_speedup(reference: nn.Module, candidate: nn.Module, images: torch.Ten
     return statistics.median(ratios)
 
 
-class PlainEager(nn.Module):
-    """A ``Net`` run the plain way: NCHW-contiguous activations, no chunking (pass ``chunk=None``).
-
-    Issue 3 states its 250 us/example target next to this reference (458 us/example when it
-    was written, i.e. 1.83x slower than the target). The machine's speed drifts between days
-    (the same code has measured 1.3-2x apart), so ``reference_speedup`` times the two side
-    by side and a run can be judged against the target's ratio as well as its absolute value.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        return n.classifier(n.features(n.normalize(images).contiguous()))
-
-
 def reference_speedup(net: nn.Module, images: torch.Tensor, batch_size: int, repeats: int = 3) -> float:
     """``time(PlainEager(net)) / time(net as predict runs it)``, timed alternately on ``batch_size``."""
     device = next(net.parameters()).device
     return paired_speedup(PlainEager(net), net, images, batch_size, repeats, device=device, chunks=(None, "auto"))
-
-
-def count_macs(model: nn.Module, image_shape: tuple[int, ...] = (32, 32, 3)) -> dict[str, int]:
-    """Multiply-accumulates per example of each conv / linear / low-rank layer (by forward hooks)."""
-    macs: dict[str, int] = {}
-
-    def hook(name: str):
-        def fn(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            if isinstance(module, nn.Conv2d):
-                kh, kw = module.kernel_size
-                per_out = kh * kw * module.in_channels // module.groups
-                macs[name] = per_out * output[0].numel()
-            elif isinstance(module, nn.Linear):
-                macs[name] = module.in_features * module.out_features
-            else:
-                macs[name] = module.macs()
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear, LowRankLinear))]
-    try:
-        with torch.inference_mode():
-            device = next(model.parameters()).device
-            model(torch.zeros(1, *image_shape, dtype=torch.uint8, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return macs

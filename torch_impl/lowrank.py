@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -86,7 +86,7 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Module, rank: int | None = None, rank_fraction: float | None = None,
-                    mode: Mode = "factorized", svd: SVD | None = None) -> "LowRankLinear":
+                    mode: Mode = "factorized", svd: SVD | None = None) -> LowRankLinear:
         """Truncated SVD of a trained ``nn.Linear`` (computed in float64, cast back).
 
         ``svd`` may pass ``linear_svd(linear)`` computed earlier, to reuse it across ranks.
@@ -199,12 +199,8 @@ def compress_model(model: nn.Module, rank_fraction: float | None = None,
             new = LowRankLinear.from_linear(module, rank=rank, mode=mode, svd=(svds or {}).get(name))
         except ValueError as err:
             raise ValueError(f"layer {name!r}: {err}") from None
-        parent_name, _, child = name.rpartition(".")
-        setattr(out.get_submodule(parent_name) if parent_name else out, child, new)
+        out.set_submodule(name, new)
         report.append(LayerReport(name, n_in, n_out, rank, n_in * n_out + bias,
                                   rank * (n_in + n_out) + bias, n_in * n_out, new.macs()))
     return out, report
 
-
-def report_rows(report: list[LayerReport]) -> list[dict]:
-    return [asdict(r) for r in report]

@@ -25,6 +25,11 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 MLP_WIDTHS = (3000, 2000, 2000, 1000, NUM_CLASSES)
 FLAT_FEATURES = 8 * 8 * 48
+MLP_SHAPES = tuple(zip((FLAT_FEATURES, *MLP_WIDTHS[:-1]), MLP_WIDTHS))  # (in, out) per linear layer
+# The weight layers' names in a Net (and its state dict), defined here once: positions in
+# ``features`` and ``classifier``, which Net.__init__ checks as it builds them.
+CONV_LAYERS = ("features.0", "features.4")  # conv 5x5 3->18, conv 5x5 18->48
+LINEAR_LAYERS = ("classifier.0", "classifier.2", "classifier.4", "classifier.6", "classifier.8")  # fc1..fc5
 
 
 class Normalize(nn.Module):
@@ -105,6 +110,8 @@ class Net(nn.Module):
                 layers.append(nn.ReLU())
             in_features = width
         self.classifier = nn.Sequential(*layers)
+        assert [n for n, m in self.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))] == [
+            *CONV_LAYERS, *LINEAR_LAYERS], "CONV_LAYERS / LINEAR_LAYERS no longer name Net's layers"
         haiku_init_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

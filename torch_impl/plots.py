@@ -14,11 +14,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-MLP_SHAPES = ((3072, 3000), (3000, 2000), (2000, 2000), (2000, 1000), (1000, 10))
+from torch_impl.model import MLP_SHAPES  # noqa: E402
+
 STYLE = {"factorized": "o-", "reconstructed": "s--"}
 
 
-def mac_break_even_fraction(shapes=MLP_SHAPES) -> float:
+def mac_break_even_fraction(shapes: tuple[tuple[int, int], ...] = MLP_SHAPES) -> float:
     """The fraction f at which the factorized MLP costs as many MACs as the dense one."""
     return sum(i * o for i, o in shapes) / sum(min(i, o) * (i + o) for i, o in shapes)
 

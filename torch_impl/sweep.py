@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from torch_impl.latency import DEFAULT_BATCH_SIZES, count_macs, measure_latency, paired_speedup, predict
+from torch_impl.cost import count_macs
+from torch_impl.inference import accuracy
+from torch_impl.latency import DEFAULT_BATCH_SIZES, measure_latency, paired_speedup
 from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
 
 DEFAULT_FRACTIONS = tuple(round(1.0 - 0.1 * i, 1) for i in range(10))  # 1.0, 0.9, ..., 0.1
@@ -27,11 +30,6 @@ def parse_fractions(text: str) -> list[float]:
     if not fractions:
         raise ValueError("--fractions is empty")
     return fractions
-
-
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    with torch.inference_mode():
-        return float((predict(model, images).argmax(1) == labels).float().mean())
 
 
 def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Tensor, labels: torch.Tensor,

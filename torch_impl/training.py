@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class TrainConfig:
     strategy: str = "auto"
     progress_bar: bool = True
     preset: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # `cpu`: batch 128 and 3,500 steps reach the take-home's accuracy on 2 cores in about

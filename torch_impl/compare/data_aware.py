@@ -26,10 +26,10 @@ import copy
 import torch
 from torch import nn
 
-from torch_impl.conv_lowrank import LowRankConv2d
-from torch_impl.latency import predict
+from torch_impl.compare.conv_lowrank import LowRankConv2d
+from torch_impl.compare.rank_select import LayerSpectrum
+from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.rank_select import LayerSpectrum
 
 
 def output_stats(model: nn.Module, layer_name: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,8 +104,7 @@ def data_aware_compress(model: nn.Module, ranks: dict[str, int | None], calib_im
             continue
         mean, cov = output_stats(out, name, calib_images)
         new = data_aware_layer(modules[name], mean, cov, rank)
-        parent, _, child = name.rpartition(".")
-        setattr(out.get_submodule(parent) if parent else out, child, new)
+        out.set_submodule(name, new)
     return out
 
 

@@ -16,7 +16,7 @@ conv and pool, which does not commute with the average, so ``fold_pools`` turns
 conv -> ReLU -> pool (-> ReLU) into conv' -> ReLU: the ReLU now acts on the average of
 the pre-activations instead of averaging the activations. That model starts close to the
 original but not equal to it, and a recovery fine-tune (ideally distilled from the dense
-model, ``torch_impl.distill``) closes the gap. Work per image (this network):
+model, ``torch_impl.compare.distill``) closes the gap. Work per image (this network):
 
     conv1 5x5, 18 x 32 x 32 outputs, 75 MACs each   1.38 M  ->  6x6/2, 18 x 16 x 16, 108 each  0.50 M
     conv2 5x5, 48 x 16 x 16 outputs, 450 MACs each  5.53 M  ->  6x6/2, 48 x 8 x 8, 648 each    1.99 M
@@ -36,7 +36,7 @@ from torch import nn
 def _check_foldable(conv: nn.Module, pool: nn.Module) -> None:
     if type(conv) is not nn.Conv2d:
         raise ValueError(f"fold_pools folds a plain nn.Conv2d, got {type(conv).__name__}; fold the pools "
-                         "before factorizing the convolutions (torch_impl.conv_lowrank)")
+                         "before factorizing the convolutions (torch_impl.compare.conv_lowrank)")
     k = conv.kernel_size
     if (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or k[0] != k[1] or k[0] % 2 == 0
             or conv.padding != (k[0] // 2, k[1] // 2) or conv.padding_mode != "zeros"):

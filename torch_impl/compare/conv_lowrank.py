@@ -33,7 +33,7 @@ class LowRankConv2d(nn.Module):
 
     @classmethod
     def from_factors(cls, conv: nn.Conv2d, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None
-                     ) -> "LowRankConv2d":
+                     ) -> LowRankConv2d:
         """From ``a [r, in, k, k]``, ``b [out, r, 1, 1]`` and a bias ``[out]`` (None: the conv's)."""
         layer = cls(conv, a.shape[0]).to(conv.weight.device, conv.weight.dtype)
         with torch.no_grad():
@@ -47,7 +47,7 @@ class LowRankConv2d(nn.Module):
         return layer
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, rank: int) -> "LowRankConv2d":
+    def from_conv(cls, conv: nn.Conv2d, rank: int) -> LowRankConv2d:
         """Truncated SVD (float64, on the CPU) of the weight as an ``[out, in*k*k]`` matrix."""
         if not isinstance(conv, nn.Conv2d):
             raise ValueError(f"from_conv takes an nn.Conv2d, got {type(conv).__name__}")
@@ -82,6 +82,5 @@ def compress_convs(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
             raise ValueError(f"ranks names {name!r}, which is not a layer of the model") from None
         if not isinstance(conv, nn.Conv2d):
             raise ValueError(f"layer {name!r} is a {type(conv).__name__}, not an nn.Conv2d")
-        parent, _, child = name.rpartition(".")
-        setattr(out.get_submodule(parent) if parent else out, child, LowRankConv2d.from_conv(conv, rank))
+        out.set_submodule(name, LowRankConv2d.from_conv(conv, rank))
     return out

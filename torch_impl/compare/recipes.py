@@ -8,22 +8,22 @@ built lazily, one at a time, so a comparison holds one compressed model in memor
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from torch_impl.alternatives import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
+from torch_impl.compare.data_aware import data_aware_compress, output_spectra
+from torch_impl.compare.finetune import finetune, zero_fraction
+from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
+from torch_impl.compare.pool_fold import fold_pools
+from torch_impl.compare.rank_select import budget_ranks, energy_ranks, ranks_macs
+from torch_impl.cost import count_macs
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.data_aware import data_aware_compress, output_spectra
-from torch_impl.finetune import finetune, zero_fraction
-from torch_impl.latency import count_macs
 from torch_impl.lowrank import compress_model
-from torch_impl.pool_fold import fold_pools
-from torch_impl.rank_select import budget_ranks, energy_ranks, ranks_macs
-
-CONV_NAMES = ("features.0", "features.4")  # conv1 (3->18), conv2 (18->48) in Net
+from torch_impl.model import CONV_LAYERS
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Recipe:
     family: str  # groups points on the Pareto plot
     build: Callable[[Context], tuple[nn.Module, dict[str, Any]]]
     finetune_steps: int = 0
-    distill: bool = False  # fine-tune from the dense model's soft labels (torch_impl.distill)
+    distill: bool = False  # fine-tune from the dense model's soft labels (torch_impl.compare.distill)
     int8: bool = False
     notes: str = ""
 
@@ -101,7 +101,7 @@ def _channels(keep1: int, keep2: int, budget: int) -> Callable[[Context], tuple[
 
 
 def _folded(budget: int | None, ranks_from: str = "outputs") -> Callable[[Context], tuple[nn.Module, dict]]:
-    """Pools folded into the convolutions (``torch_impl.pool_fold``), then, with ``budget``,
+    """Pools folded into the convolutions (``torch_impl.compare.pool_fold``), then, with ``budget``,
     the MLP under the MAC-budget rule with data-aware factors calibrated on the new trunk.
     ``ranks_from``: what the budget rule weighs, "outputs" (the layers' output variance on the
     calibration images, which is what data-aware factors keep) or "weights" (their spectra)."""
@@ -137,12 +137,12 @@ def _dense(ctx: Context) -> tuple[nn.Module, dict]:
 def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
                     conv_ranks: dict[str, int] | None = None, kd_steps: int = 1500,
                     fold_budget: int = 1_000_000) -> list[Recipe]:
-    """The comparison of issue 5: plain SVD, per-layer rules, data-aware, fine-tuning, conv
+    """Every method compared: plain SVD, per-layer rules, data-aware factors, fine-tuning, conv
     compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
     trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
     distill from the dense model; their MAC budgets are spent by the layers' output variance
     (one recipe spends it by the weights' spectra instead, to show the difference)."""
-    conv_ranks = conv_ranks or {CONV_NAMES[0]: 8, CONV_NAMES[1]: 16}
+    conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
     return [
         Recipe("SVD f=0.2 reconstructed", "plain SVD", _uniform(0.2, "reconstructed")),
         Recipe("SVD f=0.5", "plain SVD", _uniform(0.5)),
@@ -157,10 +157,10 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                _per_layer("budget", tight_budget, True)),
         Recipe(f"budget {tight_budget / 1e6:g}M, data-aware + FT", "fine-tuned",
                _per_layer("budget", tight_budget, True), finetune_steps=ft_steps),
-        Recipe(f"convs {conv_ranks[CONV_NAMES[0]]}/{conv_ranks[CONV_NAMES[1]]} + budget "
+        Recipe(f"convs {conv_ranks[CONV_LAYERS[0]]}/{conv_ranks[CONV_LAYERS[1]]} + budget "
                f"{tight_budget / 1e6:g}M, data-aware + FT", "conv + MLP low-rank",
                _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps),
-        Recipe(f"convs {conv_ranks[CONV_NAMES[0]]}/{conv_ranks[CONV_NAMES[1]]} + budget "
+        Recipe(f"convs {conv_ranks[CONV_LAYERS[0]]}/{conv_ranks[CONV_LAYERS[1]]} + budget "
                f"{tight_budget / 1e6:g}M, data-aware + FT + int8", "combination",
                _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps, int8=True),
         Recipe(f"channels 10/32 + budget {tight_budget / 1e6:g}M, data-aware + FT", "channel pruning",

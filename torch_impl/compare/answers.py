@@ -77,12 +77,13 @@ def answers(rows: list[Row]) -> list[str]:
     if dense and fold:
         trunk = lambda r: (r["total_macs"] - r["mlp_macs"]) / 1e6  # noqa: E731
         macs = f" (trunk {trunk(dense):.2f} M -> {trunk(fold):.2f} M MACs)"
-        out.append(f"**Folding each average pool into the convolution before it** (torch_impl/pool_fold.py){macs}, "
+        out.append("**Folding each average pool into the convolution before it** "
+                   f"(torch_impl/compare/pool_fold.py){macs}, "
                    f"MLP untouched: {fold['latency_ratio_paired']:.3f}x the dense time, "
                    f"{100 * fold.get('acc_before_finetune', float('nan')):.2f}% before and "
                    f"{100 * fold['test_acc']:.2f}% ({_pp(fold, dense)}) after a distilled fine-tune. "
                    "The work at 32 x 32 resolution, which no factorization of the weights removes, is gone.")
-    # rows of one MLP budget whose ranks were chosen both ways (torch_impl.methods._folded)
+    # rows of one MLP budget whose ranks were chosen both ways (torch_impl.compare.recipes._folded)
     alloc = [(o, w) for w in rows if w.get("ranks_from") == "weights" for o in rows
              if o.get("ranks_from") == "outputs" and o.get("mlp_budget") == w.get("mlp_budget")]
     if alloc:

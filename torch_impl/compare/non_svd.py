@@ -2,7 +2,7 @@
 
 Each returns a new model and leaves its input untouched:
   * ``drop_hidden_mlp``: the four hidden layers go, a fresh ``Linear(3072, 10)`` head
-    replaces the MLP (the seed's candidate found this beat SVD once retrained);
+    replaces the MLP (a solution to the take-home found it beat SVD once retrained);
   * ``magnitude_prune``: global L1 unstructured pruning of the linear weights with
     ``torch.nn.utils.prune``, made permanent. Zeros in a dense tensor save no time in
     dense kernels, which the latency column shows;
@@ -76,8 +76,7 @@ def lowrank_as_linears(model: nn.Module) -> nn.Module:
                 second.weight.copy_(m.B)
                 if m.bias is not None:
                     second.bias.copy_(m.bias)
-            parent, _, child = name.rpartition(".")
-            setattr(out.get_submodule(parent) if parent else out, child, nn.Sequential(first, second))
+            out.set_submodule(name, nn.Sequential(first, second))
     return out
 
 

@@ -1,7 +1,7 @@
 """Recovery fine-tuning of a compressed model: a short Lightning run with the fixed recipe.
 
 Same loss (cross-entropy + 1e-4 * 0.5 * sum p^2) and optimizer (Adam, 1e-3) as training,
-or, given a teacher, the distillation loss of ``torch_impl.distill`` with the same L2 term.
+or, given a teacher, the distillation loss of ``torch_impl.compare.distill`` with the same L2 term.
 
 What is evaluated afterwards is an average of the weights, as in the recipe, but not the
 recipe's EMA: with its step of 0.001, after 400 steps the EMA would still hold
@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import WeightAveraging
 from torch import nn
 from torch.optim.swa_utils import get_swa_multi_avg_fn
 
+from torch_impl.compare.distill import LitDistiller
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.distill import LitDistiller
 from torch_impl.lit_module import LitClassifier
 
 AVERAGED_SHARE = 0.5  # the last half of the fine-tune's steps are averaged
@@ -60,7 +60,7 @@ def finetune(model: nn.Module, datamodule: CIFAR10DataModule, steps: int, seed: 
              ) -> tuple[nn.Module, dict[str, Any]]:
     """Trains ``model`` in place for ``steps`` optimizer steps; returns it (averaged over the
     last ``averaged_share`` of the steps; None: the live weights) and a small record. With
-    ``teacher``, the loss is distilled from it (``torch_impl.distill``)."""
+    ``teacher``, the loss is distilled from it (``torch_impl.compare.distill``)."""
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     L.seed_everything(seed, workers=True, verbose=False)

@@ -1,0 +1,36 @@
+"""What a model costs per example: multiply-accumulates by layer, parameters."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torch_impl.lowrank import LowRankLinear
+
+
+def count_macs(model: nn.Module, image_shape: tuple[int, ...] = (32, 32, 3)) -> dict[str, int]:
+    """Multiply-accumulates per example of each conv / linear / low-rank layer (by forward hooks)."""
+    macs: dict[str, int] = {}
+
+    def hook(name: str):
+        def fn(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                per_out = kh * kw * module.in_channels // module.groups
+                macs[name] = per_out * output[0].numel()
+            elif isinstance(module, nn.Linear):
+                macs[name] = module.in_features * module.out_features
+            else:
+                macs[name] = module.macs()
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear, LowRankLinear))]
+    try:
+        with torch.inference_mode():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, *image_shape, dtype=torch.uint8, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
