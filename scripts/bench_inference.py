@@ -4,7 +4,8 @@
 
 Prints per-example latency (median of repeats) of the convolution trunk and of the whole
 dense model (freshly initialised: weights do not change the cost of dense fp32 kernels) for:
-NCHW-contiguous input, the channels-last view in one call, and channels-last in chunks. ``torch_impl.inference.INFERENCE_CHUNK`` records the choice.
+NCHW-contiguous input, the channels-last view in one call, and channels-last in chunks.
+``torch_impl.inference.INFERENCE_CHUNK`` records the choice.
 """
 
 from __future__ import annotations

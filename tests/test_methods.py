@@ -25,6 +25,7 @@ from torch_impl.compare.report import targets
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lowrank import compress_model, model_svds
 from torch_impl.model import LINEAR_LAYERS, build_model
+from torch_impl.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
@@ -106,44 +107,73 @@ def test_smaller_head_has_the_right_shape(ctx: Context, images: torch.Tensor) ->
     assert small(images).shape == (len(images), 10)
 
 
-def test_report_helpers_on_synthetic_rows() -> None:
-    rows = [
-        {"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0, "total_macs": 28e6,
-         "mlp_macs": 21.2e6},
-        {"method": "folded pools + KD", "family": "pool folding", "test_acc": 0.68, "latency_ratio_paired": 0.77,
-         "total_macs": 23.7e6, "mlp_macs": 21.2e6, "acc_before_finetune": 0.58},
-        {"method": "SVD f=0.5", "family": "plain SVD", "test_acc": 0.66, "latency_ratio_paired": 0.8,
-         "total_macs": 26e6},
-        {"method": "SVD f=0.2", "family": "plain SVD", "test_acc": 0.40, "latency_ratio_paired": 0.6,
-         "total_macs": 15e6},
-        {"method": "SVD f=0.1", "family": "plain SVD", "test_acc": 0.19, "latency_ratio_paired": 0.5,
-         "total_macs": 11e6},
-        {"method": "A", "family": "x", "test_acc": 0.698, "latency_ratio_paired": 0.55, "total_macs": 8e6},
-        {"method": "B", "family": "x", "test_acc": 0.69, "latency_ratio_paired": 0.2, "total_macs": 2e6},
-    ]
-    assert [r["method"] for r in pareto_front(rows)] == ["B", "A", "dense"]
-    v = targets(rows)
+def _result(method: str, family: str, acc: float, ratio: float, macs: float, mlp: float = 0.0, **settings) -> Result:
+    measured = {k: settings.pop(k) for k in ("acc_before_finetune", "ranks", "linear_zero_share") if k in settings}
+    return Result(method, family, acc, {10_000: 100 * ratio, 1: 1000 * ratio}, {10_000: 1.0, 1: 1.0}, ratio,
+                  int(macs), int(mlp), params=1, settings=settings, measured=measured)
+
+
+DENSE = _result("dense", "dense", 0.70, 1.0, 28e6, 21.2e6)
+
+
+def test_report_helpers_on_synthetic_results() -> None:
+    svd = [_result(f"SVD f={f}", "plain SVD", acc, ratio, macs, rule="uniform", mode="factorized", rank_fraction=f)
+           for f, acc, ratio, macs in ((0.5, 0.66, 0.8, 26e6), (0.2, 0.40, 0.6, 15e6), (0.1, 0.19, 0.5, 11e6))]
+    results = [DENSE, _result("folded pools + KD", "pool folding", 0.68, 0.77, 23.7e6, 21.2e6, pool_fold=True,
+                              finetune_steps=3, acc_before_finetune=0.58), *svd,
+               _result("A", "x", 0.698, 0.55, 8e6), _result("B", "x", 0.69, 0.2, 2e6)]
+    assert [r.method for r in pareto_front(results)] == ["B", "A", "dense"]
+    v = targets(results)
     assert v["at_svd_0.2_latency"]["best"] == "A" and v["at_svd_0.2_latency"]["met"]
     assert v["at_25pct_latency"]["best"] == "B" and v["at_25pct_latency"]["met"]
-    text = " ".join(answers(rows))
+    text = " ".join(answers(results))
     assert "SVD f=0.2: 40.00% (-30.00 pp)" in text and "B at 0.200x dense time" in text
     assert "trunk 6.80 M -> 2.50 M MACs" in text and "58.00% before and 68.00% (-2.00 pp) after" in text
+    rows = [r.to_row() for r in results]  # what compare.json holds reads back the same
+    assert [Result.from_row(r) for r in rows] == results
 
 
 def test_answers_compare_where_a_budget_goes() -> None:
-    """The weight-spectrum ablation row is paired with the output-variance row of the same budget."""
-    base = {"family": "pool folding", "latency_ratio_paired": 0.21, "total_macs": 3.5e6}
-    rows = [{"method": "dense", "family": "dense", "test_acc": 0.70, "latency_ratio_paired": 1.0,
-             "total_macs": 28e6, "mlp_macs": 21.2e6},
-            {**base, "method": "folded pools + budget 1M, data-aware + KD", "test_acc": 0.693, "mlp_macs": 0.994e6,
-             "ranks_from": "outputs", "mlp_budget": 1_000_000, "ranks": {LINEAR_LAYERS[0]: 112}},
-            {**base, "method": "folded pools + budget 1M, weight-spectrum ranks, data-aware + KD",
-             "test_acc": 0.6885, "mlp_macs": 0.976e6, "ranks_from": "weights",
-             "mlp_budget": 1_000_000, "ranks": {LINEAR_LAYERS[0]: 88}}]
-    text = " ".join(answers(rows))
-    assert ("folded pools + budget 1M, data-aware + KD: ranks from the layers' output variance "
-            "{'classifier.0': 112} give 69.30%, ranks from the weights' spectra {'classifier.0': 88} 68.85% "
-            "(0.99 vs 0.98 M MLP MACs)") in text, text
+    """The weight-spectrum ablation is paired with the output-variance result of the same budget,
+    and results that recorded no budget are never paired with each other."""
+    fold = dict(pool_fold=True, rule="budget", mlp_budget=1_000_000, data_aware=True)
+    results = [DENSE,
+               _result("X", "pool folding", 0.693, 0.21, 3.5e6, 0.994e6, ranks_from="outputs",
+                       ranks={LINEAR_LAYERS[0]: 112}, **fold),
+               _result("Y", "pool folding", 0.6885, 0.21, 3.5e6, 0.976e6, ranks_from="weights",
+                       ranks={LINEAR_LAYERS[0]: 88}, **fold),
+               _result("P", "x", 0.5, 0.5, 1e6, ranks_from="outputs"), _result("Q", "x", 0.5, 0.5, 1e6,
+                                                                                ranks_from="weights")]
+    text = " ".join(answers(results))
+    assert ("X: ranks from the layers' output variance {'classifier.0': 112} give 69.30%, ranks from the "
+            "weights' spectra {'classifier.0': 88} 68.85% (0.99 vs 0.98 M MLP MACs)") in text, text
+    assert "P:" not in text
+
+
+CLAIMS = ("**Accuracy vs rank", "**Replacing each weight", "**Time vs rank", "**Which method wins",
+          "**Data-aware vs plain", "**Recovery fine-tuning", "**Folding each average pool", "**Where a MAC budget",
+          "**Magnitude pruning")
+
+
+@pytest.mark.parametrize("flags", [{}, {"mlp_budget": 3_000_000, "tight_budget": 500_000, "fold_budget": 1_500_000},
+                                   {"mlp_budget": 1_234_567, "tight_budget": 250_000, "ft_steps": 7}])
+def test_budget_flags_never_drop_a_claim(flags: dict) -> None:
+    """Every answer finds its results by their settings, whatever the budgets are called."""
+    results = [DENSE]
+    for i, recipe in enumerate(default_recipes(**flags)):
+        settings = {**recipe.settings, "int8": recipe.int8}
+        measured = {}
+        if recipe.finetune_steps:
+            settings["finetune_steps"] = recipe.finetune_steps
+            measured["acc_before_finetune"] = 0.5
+        if "pruned" in settings:
+            measured["linear_zero_share"] = settings["pruned"]
+        results.append(_result(recipe.name, recipe.family, 0.6 + 0.001 * i, 0.2 + 0.03 * i, 1e7, 1e6,
+                               **settings, **measured))
+    text = " ".join(answers(results))
+    assert [c for c in CLAIMS if c not in text] == []
+    for budget in (flags.get("mlp_budget", 2_000_000), flags.get("tight_budget", 400_000)):
+        assert f"{budget / 1e6:g}M MAC budget: " in text
 
 
 def _compare_script():

@@ -89,14 +89,15 @@ def test_sweep_rows_files_and_plots(data, tmp_path: Path) -> None:
     assert rows[1]["test_acc"] == dense["test_acc"] and rows[3]["test_acc"] == dense["test_acc"]
     assert rows[2]["ranks"] == [5] and rows[2]["total_macs"] == 5 * (3072 + 10)
     assert rows[4]["total_macs"] == dense["total_macs"] == 3072 * 10  # reconstructed costs dense MACs
-    assert all(r["speedup_paired_b40"] > 0 for r in rows)
+    assert rows[0]["latency_ratio_paired"] == 1.0 and all(r["latency_ratio_paired"] > 0 for r in rows)
+    assert rows[2]["method"] == "factorized f=0.5" and rows[2]["family"] == "factorized" and rows[0]["bytes"] > 0
     csv_path, json_path = write_results(rows, tmp_path, {"provenance": {"seed": 1}})
     assert csv_path.read_text().count("\n") == 6
     assert json.loads(json_path.read_text())["rows"][2]["rank_fraction"] == 0.5
     for png in plot_sweep({"": rows}, tmp_path, (40, 1)):
         assert png.stat().st_size > 10_000
     table = format_table(rows, (40, 1))
-    assert "factorized" in table and "paired" in table
+    assert "factorized" in table and "paired" in table and "x dense" in table
 
 
 def test_mac_break_even_fraction() -> None:

@@ -6,6 +6,9 @@ import torch
 from torch import nn
 
 from torch_impl.lowrank import LowRankLinear
+from torch_impl.model import LINEAR_LAYERS
+
+MLP_PREFIX = LINEAR_LAYERS[0].rsplit(".", 1)[0] + "."  # every MLP layer's name starts so
 
 
 def count_macs(model: nn.Module, image_shape: tuple[int, ...] = (32, 32, 3)) -> dict[str, int]:
@@ -34,3 +37,8 @@ def count_macs(model: nn.Module, image_shape: tuple[int, ...] = (32, 32, 3)) -> 
         for h in handles:
             h.remove()
     return macs
+
+
+def total_and_mlp_macs(macs: dict[str, int]) -> tuple[int, int]:
+    """All MACs per example, and those of the MLP, from ``count_macs``'s per-layer counts."""
+    return sum(macs.values()), sum(v for k, v in macs.items() if k.startswith(MLP_PREFIX))

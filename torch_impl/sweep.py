@@ -12,10 +12,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from torch_impl.cost import count_macs
+from torch_impl.cost import count_macs, total_and_mlp_macs
 from torch_impl.inference import accuracy
 from torch_impl.latency import DEFAULT_BATCH_SIZES, measure_latency, paired_speedup
 from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
+from torch_impl.results import Result, dense_of, stored_bytes, sweep_method
 
 DEFAULT_FRACTIONS = tuple(round(1.0 - 0.1 * i, 1) for i in range(10))  # 1.0, 0.9, ..., 0.1
 
@@ -35,22 +36,17 @@ def parse_fractions(text: str) -> list[float]:
 def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Tensor, labels: torch.Tensor,
            batch_sizes: list[int], repeats: int | None, ranks: list[int | None],
            dense: nn.Module | None = None) -> dict[str, Any]:
-    macs = count_macs(model)
-    row: dict[str, Any] = {
-        "framework": "torch", "mode": mode, "rank_fraction": fraction,
-        "ranks": ranks, "test_acc": accuracy(model, images, labels),
-        "params": sum(p.numel() for p in model.parameters()),
-        "mlp_macs": sum(v for k, v in macs.items() if k.startswith("classifier")),
-        "total_macs": sum(macs.values()),
-    }
+    total, mlp = total_and_mlp_macs(count_macs(model))
+    result = Result(sweep_method(mode, fraction), mode, accuracy(model, images, labels), total_macs=total,
+                    mlp_macs=mlp, params=sum(p.numel() for p in model.parameters()), bytes=stored_bytes(model),
+                    settings={"framework": "torch", "mode": mode, "rank_fraction": fraction, "ranks": ranks})
     for res in measure_latency(model, images, batch_sizes, repeats=repeats):
-        row[f"latency_us_b{res.batch_size}"] = res.per_example_us
-        row[f"latency_iqr_us_b{res.batch_size}"] = res.iqr_us
-        row["threads"], row["latency_method"] = res.threads, res.method
-    if dense is not None:  # the speed-up that matters, timed side by side with the dense model
-        row[f"speedup_paired_b{batch_sizes[0]}"] = (
-            1.0 if model is dense else paired_speedup(dense, model, images, batch_sizes[0]))
-    return row
+        result.latency_us[res.batch_size], result.latency_iqr_us[res.batch_size] = res.per_example_us, res.iqr_us
+        result.measured.update(threads=res.threads, latency_method=res.method)
+    if dense is not None:  # the ratio that matters, timed side by side with the dense model
+        result.latency_ratio_paired = (1.0 if model is dense
+                                       else 1.0 / paired_speedup(dense, model, images, batch_sizes[0]))
+    return result.to_row()
 
 
 def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -61,7 +57,8 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """The dense baseline, then one row per (mode, fraction), all from the same harness.
 
     With ``paired``, each point's speed-up over dense at the first batch size is also timed
-    with the two models alternating (``speedup_paired_b<N>``), free of the machine's drift.
+    with the two models alternating (``latency_ratio_paired``: this model's time over the dense
+    model's), free of the machine's drift.
     """
     model = model.eval()
     fractions, modes, batch_sizes = list(fractions), list(modes), list(batch_sizes)
@@ -84,8 +81,9 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return rows
 
 
-CSV_FIELDS = ("framework", "mode", "rank_fraction", "test_acc", "latency_us_b10000", "latency_iqr_us_b10000",
-              "latency_us_b1", "latency_iqr_us_b1", "params", "mlp_macs", "total_macs", "ranks")
+CSV_FIELDS = ("method", "family", "framework", "mode", "rank_fraction", "test_acc", "latency_ratio_paired",
+              "latency_us_b10000", "latency_iqr_us_b10000", "latency_us_b1", "latency_iqr_us_b1", "params", "bytes",
+              "mlp_macs", "total_macs", "ranks")
 
 
 def _ranks_text(ranks: list | dict | None) -> str:
@@ -114,18 +112,19 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
 
 
 def format_table(rows: list[dict[str, Any]], batch_sizes: tuple[int, int] = DEFAULT_BATCH_SIZES) -> str:
-    """A plain-text table: accuracy change from dense, speed-up over dense (from the separate
-    timings, and from the paired ones where measured), per point."""
-    big, small = (f"latency_us_b{b}" for b in batch_sizes)
-    dense = next(r for r in rows if r["mode"] == "dense")
-    paired = f"speedup_paired_b{batch_sizes[0]}"
-    head = (f"{'mode':<14}{'f':>5}{'acc %':>8}{'d acc pp':>10}{f'us b{batch_sizes[0]}':>12}{'speedup':>9}"
-            f"{'paired':>8}{f'us b{batch_sizes[1]}':>9}{'MACs M':>9}")
+    """A plain-text table per point: accuracy change from dense, and the time over the dense
+    model's (``x dense``: from the separate timings, and ``paired`` where the two were timed
+    alternately; below 1 is faster)."""
+    results = [Result.from_row(r) for r in rows]
+    big, small = batch_sizes
+    dense = dense_of(results)
+    head = (f"{'mode':<14}{'f':>5}{'acc %':>8}{'d acc pp':>10}{f'us b{big}':>12}{'x dense':>9}"
+            f"{'paired':>8}{f'us b{small}':>9}{'MACs M':>9}")
     lines = [head, "-" * len(head)]
-    for r in rows:
-        f = "" if r["rank_fraction"] is None else f"{r['rank_fraction']:.1f}"
-        lines.append(f"{r['mode']:<14}{f:>5}{100 * r['test_acc']:>8.2f}"
-                     f"{100 * (r['test_acc'] - dense['test_acc']):>+10.2f}{r[big]:>12.1f}"
-                     f"{dense[big] / r[big]:>9.2f}{r.get(paired, float('nan')):>8.2f}{r[small]:>9.0f}"
-                     f"{r['total_macs'] / 1e6:>9.2f}")
+    for r in results:
+        f = "" if r.settings.get("rank_fraction") is None else f"{r.settings['rank_fraction']:.1f}"
+        paired = r.latency_ratio_paired if r.latency_ratio_paired is not None else float("nan")
+        lines.append(f"{r.family:<14}{f:>5}{100 * r.test_acc:>8.2f}{100 * (r.test_acc - dense.test_acc):>+10.2f}"
+                     f"{r.latency_us[big]:>12.1f}{r.latency_us[big] / dense.latency_us[big]:>9.2f}{paired:>8.2f}"
+                     f"{r.latency_us[small]:>9.0f}{r.total_macs / 1e6:>9.2f}")
     return "\n".join(lines)

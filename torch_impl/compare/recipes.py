@@ -37,11 +37,15 @@ class Context:
     accelerator: str = "auto"
 
 
+Builder = Callable[[Context], tuple[nn.Module, dict[str, Any]]]
+
+
 @dataclass
 class Recipe:
-    name: str
+    name: str  # for display only: the report selects rows by ``settings``
     family: str  # groups points on the Pareto plot
-    build: Callable[[Context], tuple[nn.Module, dict[str, Any]]]
+    build: Builder
+    settings: dict[str, Any]  # what the recipe does, as ``torch_impl.results.SETTING_KEYS`` name it
     finetune_steps: int = 0
     distill: bool = False  # fine-tune from the dense model's soft labels (torch_impl.compare.distill)
     int8: bool = False
@@ -53,7 +57,8 @@ def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], flo
     """The recipe's model (built, fine-tuned, quantized) and what was done, for the table;
     ``evaluate`` (model -> test accuracy) records the accuracy before fine-tuning."""
     model, info = recipe.build(ctx)
-    info = {"method": recipe.name, "family": recipe.family, "notes": recipe.notes, **info}
+    info = {"method": recipe.name, "family": recipe.family, "notes": recipe.notes, **recipe.settings,
+            "int8": recipe.int8, **info}
     if recipe.finetune_steps:
         if evaluate is not None:
             info["acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
@@ -67,40 +72,40 @@ def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], flo
     return model.eval(), info
 
 
-def _uniform(fraction: float, mode: str = "factorized") -> Callable[[Context], tuple[nn.Module, dict]]:
+def _uniform(fraction: float, mode: str = "factorized") -> tuple[Builder, dict[str, Any]]:
     def build(ctx: Context) -> tuple[nn.Module, dict]:
         model, report = compress_model(ctx.dense, rank_fraction=fraction, mode=mode, svds=ctx.svds)
         return model, {"ranks": {r.name: r.rank for r in report}}
-    return build
+    return build, {"rule": "uniform", "rank_fraction": fraction, "mode": mode}
 
 
 def _per_layer(rule: str, value: float, data_aware: bool, conv_ranks: dict[str, int] | None = None
-               ) -> Callable[[Context], tuple[nn.Module, dict]]:
+               ) -> tuple[Builder, dict[str, Any]]:
     def build(ctx: Context) -> tuple[nn.Module, dict]:
         ranks = (energy_ranks(ctx.dense, value, svds=ctx.svds) if rule == "energy"
                  else budget_ranks(ctx.dense, int(value), svds=ctx.svds))
         info = {"ranks": dict(ranks), "mlp_macs_budgeted": ranks_macs(ctx.dense, ranks)}
         if data_aware:
             all_ranks = {**(conv_ranks or {}), **ranks}  # module order: convs first
-            return data_aware_compress(ctx.dense, all_ranks, ctx.calib_images), {**info, "conv_ranks": conv_ranks}
+            return data_aware_compress(ctx.dense, all_ranks, ctx.calib_images), info
         if conv_ranks:
             raise ValueError("conv compression is done data-aware here; pass data_aware=True")
         model, _ = compress_model(ctx.dense, ranks=ranks, svds=ctx.svds)
         return model, info
-    return build
+    value_key = "energy" if rule == "energy" else "mlp_budget"
+    return build, {"rule": rule, value_key: value, "data_aware": data_aware, "conv_ranks": conv_ranks}
 
 
-def _channels(keep1: int, keep2: int, budget: int) -> Callable[[Context], tuple[nn.Module, dict]]:
+def _channels(keep1: int, keep2: int, budget: int) -> tuple[Builder, dict[str, Any]]:
     """Structured channel pruning of the convolutions, then the MAC-budget rule, data-aware."""
     def build(ctx: Context) -> tuple[nn.Module, dict]:
         pruned = prune_channels(ctx.dense, keep1, keep2)
         ranks = budget_ranks(pruned, budget)
-        return data_aware_compress(pruned, ranks, ctx.calib_images), {"ranks": dict(ranks),
-                                                                      "channels": [keep1, keep2]}
-    return build
+        return data_aware_compress(pruned, ranks, ctx.calib_images), {"ranks": dict(ranks)}
+    return build, {"rule": "budget", "mlp_budget": budget, "data_aware": True, "channels": [keep1, keep2]}
 
 
-def _folded(budget: int | None, ranks_from: str = "outputs") -> Callable[[Context], tuple[nn.Module, dict]]:
+def _folded(budget: int | None, ranks_from: str = "outputs") -> tuple[Builder, dict[str, Any]]:
     """Pools folded into the convolutions (``torch_impl.compare.pool_fold``), then, with ``budget``,
     the MLP under the MAC-budget rule with data-aware factors calibrated on the new trunk.
     ``ranks_from``: what the budget rule weighs, "outputs" (the layers' output variance on the
@@ -114,24 +119,23 @@ def _folded(budget: int | None, ranks_from: str = "outputs") -> Callable[[Contex
             return folded, {}
         spectra = output_spectra(folded, ctx.calib_images) if ranks_from == "outputs" else None
         ranks = budget_ranks(folded, budget, layer_spectra=spectra)
-        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks), "mlp_budget": budget,
-                                                                      "ranks_from": ranks_from}
-    return build
+        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks)}
+    if budget is None:
+        return build, {"pool_fold": True}
+    return build, {"pool_fold": True, "rule": "budget", "mlp_budget": budget, "data_aware": True,
+                   "ranks_from": ranks_from}
 
 
-def _drop_hidden(ctx: Context) -> tuple[nn.Module, dict]:
-    return drop_hidden_mlp(ctx.dense), {}
+def _drop_hidden() -> tuple[Builder, dict[str, Any]]:
+    return lambda ctx: (drop_hidden_mlp(ctx.dense), {}), {"rule": "drop_hidden"}
 
 
-def _prune(amount: float) -> Callable[[Context], tuple[nn.Module, dict]]:
-    def build(ctx: Context) -> tuple[nn.Module, dict]:
-        model = magnitude_prune(ctx.dense, amount, permanent=False)
-        return model, {"pruned": amount}
-    return build
+def _prune(amount: float) -> tuple[Builder, dict[str, Any]]:
+    return lambda ctx: (magnitude_prune(ctx.dense, amount, permanent=False), {}), {"pruned": amount}
 
 
-def _dense(ctx: Context) -> tuple[nn.Module, dict]:
-    return copy.deepcopy(ctx.dense), {}
+def _dense() -> tuple[Builder, dict[str, Any]]:
+    return lambda ctx: (copy.deepcopy(ctx.dense), {}), {}
 
 
 def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
@@ -144,42 +148,42 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
     (one recipe spends it by the weights' spectra instead, to show the difference)."""
     conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
     return [
-        Recipe("SVD f=0.2 reconstructed", "plain SVD", _uniform(0.2, "reconstructed")),
-        Recipe("SVD f=0.5", "plain SVD", _uniform(0.5)),
-        Recipe("SVD f=0.2", "plain SVD", _uniform(0.2)),
-        Recipe("SVD f=0.1", "plain SVD", _uniform(0.1)),
-        Recipe("energy tau=0.9", "per-layer ranks", _per_layer("energy", 0.9, False)),
-        Recipe("energy tau=0.7", "per-layer ranks", _per_layer("energy", 0.7, False)),
-        Recipe(f"budget {mlp_budget / 1e6:g}M MACs", "per-layer ranks", _per_layer("budget", mlp_budget, False)),
-        Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware", "data-aware", _per_layer("budget", mlp_budget, True)),
-        Recipe(f"budget {tight_budget / 1e6:g}M MACs", "per-layer ranks", _per_layer("budget", tight_budget, False)),
+        Recipe("SVD f=0.2 reconstructed", "plain SVD", *_uniform(0.2, "reconstructed")),
+        Recipe("SVD f=0.5", "plain SVD", *_uniform(0.5)),
+        Recipe("SVD f=0.2", "plain SVD", *_uniform(0.2)),
+        Recipe("SVD f=0.1", "plain SVD", *_uniform(0.1)),
+        Recipe("energy tau=0.9", "per-layer ranks", *_per_layer("energy", 0.9, False)),
+        Recipe("energy tau=0.7", "per-layer ranks", *_per_layer("energy", 0.7, False)),
+        Recipe(f"budget {mlp_budget / 1e6:g}M MACs", "per-layer ranks", *_per_layer("budget", mlp_budget, False)),
+        Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware", "data-aware", *_per_layer("budget", mlp_budget, True)),
+        Recipe(f"budget {tight_budget / 1e6:g}M MACs", "per-layer ranks", *_per_layer("budget", tight_budget, False)),
         Recipe(f"budget {tight_budget / 1e6:g}M, data-aware", "data-aware",
-               _per_layer("budget", tight_budget, True)),
+               *_per_layer("budget", tight_budget, True)),
         Recipe(f"budget {tight_budget / 1e6:g}M, data-aware + FT", "fine-tuned",
-               _per_layer("budget", tight_budget, True), finetune_steps=ft_steps),
+               *_per_layer("budget", tight_budget, True), finetune_steps=ft_steps),
         Recipe(f"convs {conv_ranks[CONV_LAYERS[0]]}/{conv_ranks[CONV_LAYERS[1]]} + budget "
                f"{tight_budget / 1e6:g}M, data-aware + FT", "conv + MLP low-rank",
-               _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps),
+               *_per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps),
         Recipe(f"convs {conv_ranks[CONV_LAYERS[0]]}/{conv_ranks[CONV_LAYERS[1]]} + budget "
                f"{tight_budget / 1e6:g}M, data-aware + FT + int8", "combination",
-               _per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps, int8=True),
+               *_per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps, int8=True),
         Recipe(f"channels 10/32 + budget {tight_budget / 1e6:g}M, data-aware + FT", "channel pruning",
-               _channels(10, 32, tight_budget), finetune_steps=ft_steps),
+               *_channels(10, 32, tight_budget), finetune_steps=ft_steps),
         Recipe(f"channels 8/24 + budget {tight_budget / 1e6:g}M, data-aware + FT + int8", "channel pruning",
-               _channels(8, 24, tight_budget), finetune_steps=ft_steps, int8=True),
-        Recipe("folded pools + KD", "pool folding", _folded(None), finetune_steps=kd_steps, distill=True),
+               *_channels(8, 24, tight_budget), finetune_steps=ft_steps, int8=True),
+        Recipe("folded pools + KD", "pool folding", *_folded(None), finetune_steps=kd_steps, distill=True),
         Recipe(f"folded pools + budget {mlp_budget / 1e6:g}M, data-aware + KD", "pool folding",
-               _folded(mlp_budget), finetune_steps=kd_steps, distill=True),
+               *_folded(mlp_budget), finetune_steps=kd_steps, distill=True),
         Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, data-aware + KD", "pool folding",
-               _folded(fold_budget), finetune_steps=kd_steps, distill=True),
+               *_folded(fold_budget), finetune_steps=kd_steps, distill=True),
         Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, weight-spectrum ranks, data-aware + KD",
-               "pool folding", _folded(fold_budget, "weights"), finetune_steps=kd_steps, distill=True,
+               "pool folding", *_folded(fold_budget, "weights"), finetune_steps=kd_steps, distill=True,
                notes="ablation: the same budget spent by the weights' spectra"),
-        Recipe("no hidden MLP + FT", "non-SVD", _drop_hidden, finetune_steps=ft_steps),
-        Recipe("prune 90% + FT", "non-SVD", _prune(0.9), finetune_steps=ft_steps),
-        Recipe("dense int8", "non-SVD", _dense, int8=True),
+        Recipe("no hidden MLP + FT", "non-SVD", *_drop_hidden(), finetune_steps=ft_steps),
+        Recipe("prune 90% + FT", "non-SVD", *_prune(0.9), finetune_steps=ft_steps),
+        Recipe("dense int8", "non-SVD", *_dense(), int8=True),
         Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware + int8", "combination",
-               _per_layer("budget", mlp_budget, True), int8=True),
+               *_per_layer("budget", mlp_budget, True), int8=True),
     ]
 
 

@@ -21,16 +21,14 @@ from torch_impl.compare.answers import answers
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
-from torch_impl.cost import count_macs
+from torch_impl.cost import count_macs, total_and_mlp_macs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
 from torch_impl.latency import measure_latency, paired_speedup
 from torch_impl.lowrank import model_svds
-from torch_impl.model import LINEAR_LAYERS
 from torch_impl.provenance import write_json
+from torch_impl.results import Result, stored_bytes
 from torch_impl.sweep import write_results
-
-MLP_PREFIX = LINEAR_LAYERS[0].split(".")[0]  # the MLP's MACs are the layers under this name
 
 
 def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:
@@ -60,18 +58,17 @@ def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, acc
 
 
 def measure(model: nn.Module, dense: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-            batch_sizes: list[int], macs: dict | None = None) -> dict[str, Any]:
-    """Accuracy, size, MACs and latency of ``model``; its time over the dense model's, paired."""
-    macs = macs if macs is not None else count_macs(model)
-    row = {"test_acc": accuracy(model, images, labels), **describe(model),
-           "total_macs": sum(macs.values()),
-           "mlp_macs": sum(v for k, v in macs.items() if k.startswith(MLP_PREFIX))}
+            batch_sizes: list[int], info: dict[str, Any], macs: dict | None = None) -> dict[str, Any]:
+    """Accuracy, size, MACs and latency of ``model`` (its time over the dense model's timed
+    alternately), with what its recipe recorded (``info``: method, family, settings), as a row."""
+    result = Result.from_row({**info, **describe(model), "test_acc": accuracy(model, images, labels)})
+    result.total_macs, result.mlp_macs = total_and_mlp_macs(macs if macs is not None else count_macs(model))
+    result.bytes = stored_bytes(model)
     for res in measure_latency(model, images, batch_sizes, repeats=None):
-        row[f"latency_us_b{res.batch_size}"] = res.per_example_us
-        row[f"latency_iqr_us_b{res.batch_size}"] = res.iqr_us
-    row["latency_ratio_paired"] = (1.0 if model is dense
+        result.latency_us[res.batch_size], result.latency_iqr_us[res.batch_size] = res.per_example_us, res.iqr_us
+    result.latency_ratio_paired = (1.0 if model is dense
                                    else 1.0 / paired_speedup(dense, model, images, batch_sizes[0]))
-    return row
+    return result.to_row()
 
 
 def run_comparison(recipes: list[Recipe], ctx: Context, images: torch.Tensor, labels: torch.Tensor,
@@ -80,11 +77,11 @@ def run_comparison(recipes: list[Recipe], ctx: Context, images: torch.Tensor, la
     """The dense row, then one row per recipe (``on_row`` sees each as it is measured)."""
     batch_sizes = [min(10_000, len(labels)), 1]
     evaluate = lambda m: accuracy(m, images, labels)
-    rows = [{"method": "dense", "family": "dense", **measure(ctx.dense, ctx.dense, images, labels, batch_sizes)}]
+    rows = [measure(ctx.dense, ctx.dense, images, labels, batch_sizes, {"method": "dense", "family": "dense"})]
     for recipe in tqdm(recipes, desc="methods", unit="method", disable=not progress):
         model, info = run_recipe(recipe, ctx, evaluate)
         macs = info.pop("macs_by_layer")
-        rows.append({**info, **measure(model, ctx.dense, images, labels, batch_sizes, macs)})
+        rows.append(measure(model, ctx.dense, images, labels, batch_sizes, info, macs))
         if on_row is not None:
             on_row(rows[-1])
     return rows
@@ -94,10 +91,11 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any
     """``compare.csv/json``, ``pareto.png``, ``targets.json`` and ``REPORT.md`` in ``out_dir``."""
     csv_path, json_path = write_results(rows, out_dir, meta, stem="compare")
     batch_sizes = tuple(meta["batch_sizes"])
-    plot = pareto_plot(rows, out_dir, batch_sizes)
-    verdicts = targets(rows)
+    results = [Result.from_row(r) for r in rows]
+    plot = pareto_plot(results, out_dir, batch_sizes)
+    verdicts = targets(results)
     write_json(out_dir / "targets.json", verdicts)
-    report = write_report(out_dir / "REPORT.md", rows, batch_sizes, plot, verdicts, answers(rows),
+    report = write_report(out_dir / "REPORT.md", results, batch_sizes, plot, verdicts, answers(results),
                           {**meta["provenance"], "checkpoint": meta["checkpoint"],
                            "threads": meta["provenance"].get("torch_threads")})
     return {"table": csv_path, "json": json_path, "plot": plot, "report": report}

@@ -1,0 +1,95 @@
+"""One measured model, as the sweep and the comparison both record it.
+
+A ``Result`` is what the report, its answers and the tables read: they select rows by what
+was done to the model (``settings``: the rule, the budget, the mode, ...), never by the
+display name in ``method``. On disk (CSV, JSON) a result is one flat row, ``to_row``; the
+JAX sweep writes the same keys without importing this module, and ``from_row`` reads both.
+
+Latency: ``latency_us[b]`` is the median per-example time at batch size ``b``;
+``latency_ratio_paired`` is this model's time over the dense model's at the first batch
+size, the two timed alternately (below 1: faster than dense).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+# Keys of a row that say how the model was made; every other unknown key is a measurement.
+SETTING_KEYS = ("framework", "mode", "rank_fraction", "ranks", "rule", "energy", "mlp_budget", "data_aware",
+                "ranks_from", "conv_ranks", "channels", "pool_fold", "pruned", "int8", "finetune_steps",
+                "distilled")
+_LATENCY = re.compile(r"latency_(iqr_)?us_b(\d+)$")
+_FIELDS = ("method", "family", "test_acc", "latency_ratio_paired", "total_macs", "mlp_macs", "params", "bytes")
+
+
+@dataclass
+class Result:
+    method: str  # display name, e.g. "SVD f=0.2" or "factorized f=0.5"
+    family: str  # the group it is drawn with: "dense", "factorized", "plain SVD", ...
+    test_acc: float
+    latency_us: dict[int, float] = field(default_factory=dict)
+    latency_iqr_us: dict[int, float] = field(default_factory=dict)
+    latency_ratio_paired: float | None = None
+    total_macs: int = 0
+    mlp_macs: int = 0
+    params: int = 0
+    bytes: int | None = None  # parameters and buffers as stored
+    settings: dict[str, Any] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)  # e.g. acc_before_finetune, linear_zero_share
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A setting or a further measurement by its row key."""
+        return self.settings.get(key, self.measured.get(key, default))
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {k: getattr(self, k) for k in _FIELDS}
+        for b, us in self.latency_us.items():
+            row[f"latency_us_b{b}"] = us
+        for b, iqr in self.latency_iqr_us.items():
+            row[f"latency_iqr_us_b{b}"] = iqr
+        return {**row, **self.settings, **self.measured}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Result:
+        """A row written by ``to_row`` or by the JAX sweep (which names no method or family)."""
+        out = cls(method=row.get("method") or sweep_method(row.get("mode", "dense"), row.get("rank_fraction")),
+                  family=row.get("family") or row.get("mode", "dense"), test_acc=row["test_acc"])
+        for key, value in row.items():
+            if m := _LATENCY.match(key):
+                (out.latency_iqr_us if m.group(1) else out.latency_us)[int(m.group(2))] = value
+            elif key in ("method", "family", "test_acc"):
+                continue
+            elif key in _FIELDS:
+                setattr(out, key, value)
+            elif key in SETTING_KEYS:
+                out.settings[key] = value
+            else:
+                out.measured[key] = value
+        return out
+
+
+def sweep_method(mode: str, fraction: float | None) -> str:
+    return "dense" if mode == "dense" else f"{mode} f={fraction:g}"
+
+
+def stored_bytes(model: nn.Module) -> int:
+    """Bytes of the tensors in ``model``'s state dict, each at its stored element size (int8
+    weights one byte; a dynamically quantized layer stores its weight and bias as a tuple)."""
+    def size(value: Any) -> int:
+        if isinstance(value, (tuple, list)):
+            return sum(size(v) for v in value)
+        return value.numel() * value.element_size() if hasattr(value, "element_size") else 0
+    return sum(size(v) for v in model.state_dict().values())
+
+
+def find(results: list[Result], **settings: Any) -> list[Result]:
+    """The results whose settings have these values (a missing setting counts as None)."""
+    return [r for r in results if all(r.settings.get(k) == v for k, v in settings.items())]
+
+
+def dense_of(results: list[Result]) -> Result | None:
+    return next((r for r in results if r.family == "dense"), None)
