@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     net = build_model(42).eval()  # weights do not change the cost of dense fp32 kernels
     images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8)
-    trunk = lambda x: net.features(x)  # noqa: E731
-    full = lambda x: net.classifier(net.features(x))  # noqa: E731
+    trunk = lambda x: net.features(x)
+    full = lambda x: net.classifier(net.features(x))
 
     def split(x: torch.Tensor, trunk_chunk: int, mlp_chunk: int) -> list[torch.Tensor]:
         feats = torch.cat([trunk(x[i: i + trunk_chunk]) for i in range(0, len(x), trunk_chunk)])
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             for fn in (trunk, full):
                 if isinstance(chunk, tuple):  # trunk and MLP apart, as torch_impl.inference.predict does
                     if fn is trunk:
-                        call = lambda: [trunk(x[i: i + 256]) for i in range(0, len(x), 256)]  # noqa: E731
+                        call = lambda: [trunk(x[i: i + 256]) for i in range(0, len(x), 256)]
                     else:
-                        call = lambda: split(x, *chunk)  # noqa: E731
+                        call = lambda: split(x, *chunk)
                 else:
                     call = (lambda: fn(x)) if chunk is None else (
                         lambda: [fn(x[i: i + chunk]) for i in range(0, len(x), chunk)])
