@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
             metrics = run_jax_training(cfg)
         else:
             metrics = run_training(cfg, resume=args.resume)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, FileNotFoundError, ValueError) as err:
         fail(err)
     summary = {k: metrics[k] for k in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")}
     print(json.dumps(summary, indent=2))

@@ -75,6 +75,8 @@ def test_resume_after_crash_matches_an_uninterrupted_run(tmp_path: Path) -> None
     b, _ = load_model(tmp_path / "b" / "run" / "model.pt")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=RESUME_ATOL, msg=lambda m: f"{name}: {m}")
+    with pytest.raises(ValueError, match=r"already trained 6 of --steps 6; raise --steps"):
+        run_training(cfg, resume=True)  # a finished run has nothing to resume
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -99,6 +99,9 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     # mmap: only the step counter is read here, not the 340 MB of tensors Lightning loads next
     start_step = (torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)["global_step"]
                   if ckpt_path else 0)
+    if start_step >= cfg.steps:  # Lightning would return at once, with no training end to read
+        raise ValueError(f"--resume: the run in {out_dir} already trained {start_step} of --steps {cfg.steps}; "
+                         "raise --steps to train it further, or start a new --out-dir")
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - start
