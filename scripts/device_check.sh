@@ -42,6 +42,9 @@ if [ -n "${DATA_TAR:-}" ]; then
     mkdir -p /tmp/cifar10 && tar xJf "$DATA_TAR" -C /tmp/cifar10 && export CIFAR10_DIR=/tmp/cifar10
 fi
 export SVD_COMPRESS_CACHE=${SVD_COMPRESS_CACHE:-/tmp/svd_cache}
+# The scripts import the packages as installed (`pip install -e .`); the lent machine runs
+# them from the checkout without installing it.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv 2>/dev/null
 $PY - <<'EOF'
 import torch, lightning
