@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_method": INFERENCE_METHOD, "torch_device": str(device),
         "jax_method": f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready, "
                       "matmul precision highest",
-        "comparison": merged, "provenance": provenance(),
+        "comparison": merged, "provenance": provenance(device),
     }
     if args.jax_run:
         jax_metrics = json.loads((Path(args.jax_run) / "metrics.json").read_text())

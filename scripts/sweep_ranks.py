@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     source = args.jax_params or args.checkpoint
     info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "fractions": fractions,
             "modes": modes, "batch_sizes": batch_sizes, "n_test": len(labels), "latency_method": method,
-            "plain_nchw_eager_over_dense_paired": reference, "provenance": provenance()}
+            "plain_nchw_eager_over_dense_paired": reference, "provenance": provenance(device)}
     csv_path, json_path = write_results(rows, out_dir, info)
     plots = plot_sweep({"": rows}, out_dir, tuple(batch_sizes))
     print(format_table(rows, tuple(batch_sizes)))

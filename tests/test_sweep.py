@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.conftest import TinyNet, learnable_images
-from torch_impl import inference
+from torch_impl import inference, sweep
 from torch_impl.inference import PlainEager, predict
 from torch_impl.latency import measure_latency, paired_speedup, reference_speedup
 from torch_impl.model import build_model
@@ -102,3 +103,17 @@ def test_sweep_rows_files_and_plots(data, tmp_path: Path) -> None:
 
 def test_mac_break_even_fraction() -> None:
     assert 0.5 < mac_break_even_fraction() < 0.67
+
+
+def test_sweep_evaluates_on_the_device_it_is_given(data, monkeypatch) -> None:
+    """Every point's model and images are on ``device`` (the meta device stands in for a GPU);
+    the caller's model stays where it was."""
+    seen = []
+    monkeypatch.setattr(sweep, "model_svds", lambda model: {})  # no arithmetic on the meta device
+    monkeypatch.setattr(sweep, "compress_model", lambda model, **kw: (copy.deepcopy(model), []))
+    monkeypatch.setattr(sweep, "_point", lambda net, mode, f, images, labels, *a, **k: seen.append(
+        (next(net.parameters()).device.type, images.device.type, labels.device.type)) or {})
+    model = TinyNet()
+    run_sweep(model, *data, fractions=[1.0], modes=["factorized"], progress=False, device="meta")
+    assert seen == [("meta", "meta", "meta")] * 2
+    assert next(model.parameters()).device.type == "cpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from collections.abc import Iterable
@@ -58,9 +59,14 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     With ``paired``, each point's speed-up over dense at the first batch size is also timed
     with the two models alternating (``latency_ratio_paired``: this model's time over the dense
-    model's), free of the machine's drift.
+    model's), free of the machine's drift. ``device`` (default: the model's) is where every
+    point is evaluated and timed; the caller's model stays where it is.
     """
     model = model.eval()
+    if device is not None and torch.device(device) != next(model.parameters()).device:
+        model = copy.deepcopy(model).to(device)
+    device = next(model.parameters()).device
+    images, labels = images.to(device), labels.to(device)
     fractions, modes, batch_sizes = list(fractions), list(modes), list(batch_sizes)
     for m in modes:
         if m not in MODES:
