@@ -20,6 +20,7 @@ from torch_impl.checkpoint import load_model
 from torch_impl.cli import add_checkpoint_arg, add_data_args, add_progress_arg, fail, positive_int
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import (
+    batch_sizes_for,
     check_fold_budget,
     make_context,
     rewrite_outputs,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
               flush=True)
 
     rows = run_comparison(recipes, ctx, images, labels, progress=not args.no_progress_bar, on_row=show)
-    meta = {"checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": [min(10_000, len(labels)), 1],
+    meta = {"checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes_for(len(labels)),
             "finetune_steps": args.finetune_steps, "distill_steps": args.distill_steps,
             "calib_images": args.calib_images, "provenance": provenance()}
     paths = write_outputs(rows, out_dir, meta)

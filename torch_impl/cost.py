@@ -1,4 +1,4 @@
-"""What a model costs per example: multiply-accumulates by layer, parameters."""
+"""What a model costs per example: multiply-accumulates by layer, and the MLP's share."""
 
 from __future__ import annotations
 

@@ -38,10 +38,8 @@ def predict(model: nn.Module, images: torch.Tensor, chunk: int | None | str = "a
     """Logits for ``images`` (uint8 ``[N, 32, 32, 3]``), in chunks on CPU; call under inference_mode.
 
     A model laid out as ``Net`` (``normalize``, ``features``, ``classifier``; compressed copies
-    keep it) runs its trunk and its MLP in chunks of different sizes on CPU: the convolutions
-    are fastest while a chunk's activations stay in cache (256 images), the MLP's matrix
-    products with more rows per weight read (measured on 2 cores, batch 10,000: 412-450
-    us/example with both at 256, 297-309 with the MLP at 1024; ``scripts/bench_inference.py``).
+    keep it) runs its trunk and its MLP in chunks of different sizes (see the module's doc);
+    any other model runs in chunks of ``chunk`` images.
     """
     if chunk == "auto":
         chunk = inference_chunk(images.device)

@@ -34,20 +34,31 @@ def parse_fractions(text: str) -> list[float]:
     return fractions
 
 
-def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Tensor, labels: torch.Tensor,
-           batch_sizes: list[int], repeats: int | None, ranks: list[int | None],
-           dense: nn.Module | None = None) -> dict[str, Any]:
-    total, mlp = total_and_mlp_macs(count_macs(model))
-    result = Result(sweep_method(mode, fraction), mode, accuracy(model, images, labels), total_macs=total,
-                    mlp_macs=mlp, params=sum(p.numel() for p in model.parameters()), bytes=stored_bytes(model),
-                    settings={"framework": "torch", "mode": mode, "rank_fraction": fraction, "ranks": ranks})
+def measure_into(result: Result, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 batch_sizes: list[int], dense: nn.Module | None = None, repeats: int | None = None,
+                 macs: dict[str, int] | None = None) -> Result:
+    """Fill ``result`` with ``model``'s accuracy, cost, stored size and latency, all through the
+    same harness; with ``dense``, also its time over the dense model's, the two timed alternately
+    (the ratio that matters on a machine whose speed drifts). ``macs``: counted beforehand, for
+    models whose layers hide from ``count_macs``'s hooks (int8)."""
+    result.test_acc = accuracy(model, images, labels)
+    result.total_macs, result.mlp_macs = total_and_mlp_macs(macs if macs is not None else count_macs(model))
+    result.params, result.bytes = sum(p.numel() for p in model.parameters()), stored_bytes(model)
     for res in measure_latency(model, images, batch_sizes, repeats=repeats):
         result.latency_us[res.batch_size], result.latency_iqr_us[res.batch_size] = res.per_example_us, res.iqr_us
         result.measured.update(threads=res.threads, latency_method=res.method)
-    if dense is not None:  # the ratio that matters, timed side by side with the dense model
+    if dense is not None:
         result.latency_ratio_paired = (1.0 if model is dense
                                        else 1.0 / paired_speedup(dense, model, images, batch_sizes[0]))
-    return result.to_row()
+    return result
+
+
+def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Tensor, labels: torch.Tensor,
+           batch_sizes: list[int], repeats: int | None, ranks: list[int | None],
+           dense: nn.Module | None = None) -> dict[str, Any]:
+    result = Result(sweep_method(mode, fraction), mode, float("nan"),
+                    settings={"framework": "torch", "mode": mode, "rank_fraction": fraction, "ranks": ranks})
+    return measure_into(result, model, images, labels, batch_sizes, dense, repeats).to_row()
 
 
 def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

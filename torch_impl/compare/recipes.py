@@ -188,7 +188,6 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
 
 
 def describe(model: nn.Module) -> dict[str, Any]:
-    """Parameter count and the zero share of the linear weights (pruning), for the table."""
-    params = sum(p.numel() for p in model.parameters())
+    """The zero share of the linear weights (pruning), for the table."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return {"params": params, "linear_zero_share": zero_fraction(model) if linears else None}
+    return {"linear_zero_share": zero_fraction(model) if linears else None}

@@ -21,14 +21,12 @@ from torch_impl.compare.answers import answers
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
-from torch_impl.cost import count_macs, total_and_mlp_macs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
-from torch_impl.latency import measure_latency, paired_speedup
 from torch_impl.lowrank import model_svds
 from torch_impl.provenance import write_json
-from torch_impl.results import Result, stored_bytes
-from torch_impl.sweep import write_results
+from torch_impl.results import Result
+from torch_impl.sweep import measure_into, write_results
 
 
 def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:
@@ -57,25 +55,24 @@ def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, acc
                    accelerator=accelerator)
 
 
+def batch_sizes_for(n_test: int) -> list[int]:
+    """The two latency batch sizes: the whole test set (at most 10,000) and 1."""
+    return [min(10_000, n_test), 1]
+
+
 def measure(model: nn.Module, dense: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             batch_sizes: list[int], info: dict[str, Any], macs: dict | None = None) -> dict[str, Any]:
-    """Accuracy, size, MACs and latency of ``model`` (its time over the dense model's timed
-    alternately), with what its recipe recorded (``info``: method, family, settings), as a row."""
-    result = Result.from_row({**info, **describe(model), "test_acc": accuracy(model, images, labels)})
-    result.total_macs, result.mlp_macs = total_and_mlp_macs(macs if macs is not None else count_macs(model))
-    result.bytes = stored_bytes(model)
-    for res in measure_latency(model, images, batch_sizes, repeats=None):
-        result.latency_us[res.batch_size], result.latency_iqr_us[res.batch_size] = res.per_example_us, res.iqr_us
-    result.latency_ratio_paired = (1.0 if model is dense
-                                   else 1.0 / paired_speedup(dense, model, images, batch_sizes[0]))
-    return result.to_row()
+    """``sweep.measure_into`` for a recipe's model, with what its recipe recorded (``info``:
+    method, family, settings) and the linear weights' zero share, as a row."""
+    result = Result.from_row({**info, **describe(model), "test_acc": float("nan")})
+    return measure_into(result, model, images, labels, batch_sizes, dense, macs=macs).to_row()
 
 
 def run_comparison(recipes: list[Recipe], ctx: Context, images: torch.Tensor, labels: torch.Tensor,
                    progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None
                    ) -> list[dict[str, Any]]:
     """The dense row, then one row per recipe (``on_row`` sees each as it is measured)."""
-    batch_sizes = [min(10_000, len(labels)), 1]
+    batch_sizes = batch_sizes_for(len(labels))
     evaluate = lambda m: accuracy(m, images, labels)
     rows = [measure(ctx.dense, ctx.dense, images, labels, batch_sizes, {"method": "dense", "family": "dense"})]
     for recipe in tqdm(recipes, desc="methods", unit="method", disable=not progress):
