@@ -120,6 +120,19 @@ def sweep_point(apply_fn: Callable, params: hk.Params, images: np.ndarray, label
     return row
 
 
+def point_model(params: hk.Params, mode: str, fraction: float | None, svds: dict | None = None
+                ) -> tuple[list[int | None], Callable, hk.Params]:
+    """(ranks, apply function, parameters) of one sweep point: "dense", or a mode at a fraction."""
+    if mode == "dense":
+        return [None] * len(FC_NAMES), net.apply, params
+    if mode not in ("factorized", "reconstructed"):
+        raise ValueError(f"mode must be factorized or reconstructed, got {mode!r}")
+    ranks = ranks_for(fraction)
+    if mode == "factorized":
+        return ranks, low_rank_net(ranks).apply, factorized_params(params, ranks, svds)
+    return ranks, net.apply, reconstructed_params(params, ranks, svds)
+
+
 def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
               fractions: Iterable[float], modes: Iterable[str] = ("factorized", "reconstructed"),
               batch_sizes: Iterable[int] = (10_000, 1), progress: bool = True) -> list[dict[str, Any]]:
@@ -131,16 +144,7 @@ def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
     svds = layer_svds(params)
     rows = []
     for mode, fraction in tqdm(points, desc="jax rank sweep", unit="point", disable=not progress):
-        if mode == "dense":
-            ranks, fn, p = [None] * len(FC_NAMES), net.apply, params
-        elif mode == "factorized":
-            ranks = ranks_for(fraction)
-            fn, p = low_rank_net(ranks).apply, factorized_params(params, ranks, svds)
-        elif mode == "reconstructed":
-            ranks = ranks_for(fraction)
-            fn, p = net.apply, reconstructed_params(params, ranks, svds)
-        else:
-            raise ValueError(f"mode must be factorized or reconstructed, got {mode!r}")
+        ranks, fn, p = point_model(params, mode, fraction, svds)
         mlp_macs = sum(i * o if r is None or mode == "reconstructed" else r * (i + o)
                        for r, i, o in zip(ranks, MLP_IN, MLP_WIDTHS))
         rows.append({"framework": "jax", "mode": mode, "rank_fraction": fraction, "ranks": ranks,

@@ -2,7 +2,7 @@
 
     python scripts/bench_inference.py [--batch 10000] [--chunks 64,256,1024]
 
-Prints per-example latency (median of repeats) of the convolution trunk and of the whole
+Prints per-example latency (mean of repeats after warm-up, torch.utils.benchmark) of the trunk and of the whole
 dense model (freshly initialised: weights do not change the cost of dense fp32 kernels) for:
 NCHW-contiguous input, the channels-last view in one call, and channels-last in chunks.
 ``torch_impl.inference.INFERENCE_CHUNK`` records the choice.
@@ -11,11 +11,10 @@ NCHW-contiguous input, the channels-last view in one call, and channels-last in 
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
+from torch.utils.benchmark import Timer
 
-from torch_impl.latency import time_calls
 from torch_impl.model import build_model
 from torch_impl.provenance import device_name
 from torch_impl.runtime import flush_denormals
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 else:
                     call = (lambda: fn(x)) if chunk is None else (
                         lambda: [fn(x[i: i + chunk]) for i in range(0, len(x), chunk)])
-                times = time_calls(call, torch.device("cpu"), warmup=1, repeats=args.repeats)
-                row.append(statistics.median(times) / args.batch * 1e6)
+                timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
+                row.append(timer.timeit(args.repeats).mean / args.batch * 1e6)  # after Timer's warm-up
             results[name] = row[1]
             print(f"{name:<34}{row[0]:>12.1f}{row[1]:>12.1f}")
     return results

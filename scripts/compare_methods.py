@@ -17,7 +17,15 @@ from pathlib import Path
 import torch
 
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import add_checkpoint_arg, add_data_args, add_progress_arg, fail, positive_int
+from torch_impl.cli import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_progress_arg,
+    add_timing_args,
+    fail,
+    positive_int,
+    timing_protocol,
+)
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import (
     batch_sizes_for,
@@ -30,7 +38,9 @@ from torch_impl.compare.run import (
 )
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.provenance import provenance
+from torch_impl.results import Result
 from torch_impl.runtime import flush_denormals
+from torch_impl.sweep import describe_timing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-images", type=positive_int, default=2048, help="training images for the data-aware factors")
     p.add_argument("--only", help="semicolon-separated method names to run (default: all)")
     add_data_args(p)
+    add_timing_args(p, time_cap_s=1800)
     p.add_argument("--report-only", action="store_true",
                    help="rebuild pareto.png, targets.json and REPORT.md from <out-dir>/compare.json")
     add_progress_arg(p)
@@ -62,7 +73,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             return []
         dense, _ = load_model(args.checkpoint)
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
-        images, labels = (torch.from_numpy(a) for a in dm.numpy_splits()["test"])
+        splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
+        if not len(splits["val"][1]):
+            raise ValueError("the validation split is empty; every choice is made on it")
+        protocol = timing_protocol(args)
         check_fold_budget(dense, args.fold_budget)
         recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
                                                  fold_budget=args.fold_budget), args.only)
@@ -70,15 +84,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fail(err)
     ctx = make_context(dense, dm, args.calib_images)
 
-    def show(r: dict) -> None:
-        print(f"{r['method']:<52} acc {100 * r['test_acc']:6.2f}%  x{r['latency_ratio_paired']:.3f} of dense",
-              flush=True)
+    def show(r: Result) -> None:
+        print(f"{r.method:<52} validation {100 * r.val_acc:6.2f}%  test {100 * r.test_acc:6.2f}%", flush=True)
 
-    rows = run_comparison(recipes, ctx, images, labels, progress=not args.no_progress_bar, on_row=show)
-    meta = {"checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes_for(len(labels)),
-            "finetune_steps": args.finetune_steps, "distill_steps": args.distill_steps,
-            "calib_images": args.calib_images, "provenance": provenance()}
+    n_test = len(splits["test"][1])
+    rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=not args.no_progress_bar,
+                                  on_row=show, **protocol)
+    meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
+            "batch_sizes": batch_sizes_for(n_test), "finetune_steps": args.finetune_steps,
+            "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,
+            "provenance": provenance()}
     paths = write_outputs(rows, out_dir, meta)
+    print(describe_timing(timing))
     print("\n" + "\n".join(f"{k}: {v}" for k, v in paths.items()))
     return rows
 

@@ -3,9 +3,12 @@
     python scripts/parity_report.py                               # runs/train/model.pt
     python scripts/parity_report.py --jax-run runs/jax            # also compare a jax_ref-trained model
 
-Both frameworks sweep the same trained weights (both modes, both batch sizes). Writes
-<out-dir>/parity.csv, parity.json and overlay plots, and prints a table with the
-torch/JAX latency ratios (below 1: torch is faster).
+Both frameworks sweep the same trained weights (both modes, both batch sizes): torch through
+its harness (chunks), JAX the whole batch per call, as each runs by default. Then a fair
+latency comparison (torch_impl/framework_latency.py) runs a few points in both frameworks both
+ways (the whole batch, and the same chunks of images) in interleaved rounds. Writes
+<out-dir>/parity.csv (every row labelled with how it ran, `latency_way`), parity.json and overlay
+plots, and prints both tables with the torch/JAX latency ratios (below 1: torch is faster).
 """
 
 from __future__ import annotations
@@ -19,16 +22,27 @@ import torch
 
 from jax_ref import lowrank as jax_lowrank
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import add_checkpoint_arg, add_data_args, add_device_arg, add_progress_arg, fail
+from torch_impl.cli import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_device_arg,
+    add_progress_arg,
+    add_timing_args,
+    fail,
+    timing_protocol,
+)
 from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.framework_latency import HARNESS, WAYS, fair_latency, fair_table, ratio_table
 from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.inference import INFERENCE_METHOD
+from torch_impl.lowrank import compress_model
 from torch_impl.plots import plot_sweep
 from torch_impl.provenance import provenance
 from torch_impl.runtime import flush_denormals, full_fp32, resolve_device
 from torch_impl.sweep import parse_fractions, run_sweep, write_results
 
 PARITY_FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+FAIR_POINTS = ((None, "dense"), (0.5, "factorized"), (0.1, "factorized"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,28 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_args(p)
     p.add_argument("--out-dir", default="runs/parity")
     add_device_arg(p)  # JAX uses its default backend
+    add_timing_args(p, time_cap_s=600)
     add_progress_arg(p)
     return p.parse_args(argv)
-
-
-def ratio_table(torch_rows: list[dict], jax_rows: list[dict], batch_sizes: list[int]) -> tuple[str, list[dict]]:
-    head = f"{'mode':<14}{'f':>5}{'acc torch':>10}{'acc jax':>9}" + "".join(
-        f"{f'torch b{b}':>11}{f'jax b{b}':>10}{'t/j':>6}" for b in batch_sizes)
-    lines, merged = [head, "-" * len(head)], []
-    for t, j in zip(torch_rows, jax_rows):
-        assert (t["mode"], t["rank_fraction"]) == (j["mode"], j["rank_fraction"])
-        row = {"mode": t["mode"], "rank_fraction": t["rank_fraction"], "acc_torch": t["test_acc"],
-               "acc_jax": j["test_acc"]}
-        f = "" if t["rank_fraction"] is None else f"{t['rank_fraction']:.1f}"
-        line = f"{t['mode']:<14}{f:>5}{100 * t['test_acc']:>10.2f}{100 * j['test_acc']:>9.2f}"
-        for b in batch_sizes:
-            key = f"latency_us_b{b}"
-            row[f"torch_{key}"], row[f"jax_{key}"] = t[key], j[key]
-            row[f"ratio_b{b}"] = t[key] / j[key]
-            line += f"{t[key]:>11.1f}{j[key]:>10.1f}{t[key] / j[key]:>6.2f}"
-        lines.append(line)
-        merged.append(row)
-    return "\n".join(lines), merged
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
                                            test_limit=args.test_limit).numpy_splits()["test"]
         net, meta = load_model(args.checkpoint)
         device = resolve_device(args.device)
+        protocol = timing_protocol(args)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     batch_sizes = [min(10_000, len(labels)), 1]
@@ -80,18 +76,29 @@ def main(argv: list[str] | None = None) -> dict:
     # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/runtime.py).
     full_fp32()
     jax.config.update("jax_default_matmul_precision", "highest")
-    torch_rows = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions,
-                           batch_sizes=batch_sizes, progress=progress, paired=False, device=device)
-    jax_rows = jax_lowrank.run_sweep(torch_to_haiku(net), images, labels, fractions, batch_sizes=batch_sizes,
-                                     progress=progress)
+    torch_rows, timing = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions,
+                                   batch_sizes=batch_sizes, progress=progress, control=False, roofline=False,
+                                   device=device, **protocol)
+    params = torch_to_haiku(net)
+    jax_rows = jax_lowrank.run_sweep(params, images, labels, fractions, batch_sizes=batch_sizes, progress=progress)
+    for r in torch_rows:
+        r["latency_way"] = HARNESS
+    for r in jax_rows:
+        r["latency_way"] = f"jax: {WAYS['whole']}"
     table, merged = ratio_table(torch_rows, jax_rows, batch_sizes)
+    points = {label if f is None else f"{label} f={f:g}": f for f, label in FAIR_POINTS}
+    fair, fair_timing = fair_latency(
+        {p: net if f is None else compress_model(net, rank_fraction=f)[0] for p, f in points.items()},
+        {p: jax_lowrank.point_model(params, "dense" if f is None else "factorized", f)[1:] for p, f in points.items()},
+        images, batch_sizes[0], progress=progress, **protocol)
     out_dir = Path(args.out_dir)
     report = {
         "checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes,
         "torch_method": INFERENCE_METHOD, "torch_device": str(device),
         "jax_method": f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready, "
                       "matmul precision highest",
-        "comparison": merged, "provenance": provenance(device),
+        "comparison": merged, "fair_latency": fair, "timing": {"sweep": timing, "fair": fair_timing},
+        "provenance": provenance(device),
     }
     if args.jax_run:
         jax_metrics = json.loads((Path(args.jax_run) / "metrics.json").read_text())
@@ -101,9 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
             | {"batch_size": m.get("config", {}).get("batch_size")}
             for fw, m in (("torch", torch_metrics), ("jax", jax_metrics))
         }
-    write_results(torch_rows + jax_rows, out_dir, report, stem="parity")
+    fair_rows = [{"method": f"{r['point']}, {r['way']}", "family": "fair latency", "latency_way": r["way"], **r}
+                 for r in fair]
+    write_results(torch_rows + jax_rows + fair_rows, out_dir, report, stem="parity")
     plots = plot_sweep({"torch": torch_rows, "jax": jax_rows}, out_dir, tuple(batch_sizes))
     print(table)
+    print(f"\nfair latency at batch {batch_sizes[0]} (both frameworks both ways, interleaved rounds):")
+    print(fair_table(fair))
     if "independent_training" in report:
         print("\nindependently trained:", json.dumps(report["independent_training"], indent=2))
     print(f"\nreport: {out_dir / 'parity.json'}\n        {out_dir / 'parity.csv'}\nplots:  "

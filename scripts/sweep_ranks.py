@@ -16,15 +16,28 @@ from pathlib import Path
 import torch
 
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import add_checkpoint_arg, add_data_args, add_device_arg, add_progress_arg, fail
+from torch_impl.cli import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_device_arg,
+    add_progress_arg,
+    add_timing_args,
+    fail,
+    timing_protocol,
+)
 from torch_impl.data import CIFAR10DataModule, DataError
-from torch_impl.inference import INFERENCE_METHOD
-from torch_impl.latency import reference_speedup
 from torch_impl.lowrank import MODES
 from torch_impl.plots import plot_sweep
 from torch_impl.provenance import provenance
 from torch_impl.runtime import flush_denormals, full_fp32, resolve_device
-from torch_impl.sweep import DEFAULT_FRACTIONS, format_table, parse_fractions, run_sweep, write_results
+from torch_impl.sweep import (
+    DEFAULT_FRACTIONS,
+    describe_timing,
+    format_table,
+    parse_fractions,
+    run_sweep,
+    write_results,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,8 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_args(p)
     p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
     add_device_arg(p)
-    p.add_argument("--no-paired", action="store_true",
-                   help="skip timing each point alternately with the dense model (saves ~1/3 of the time)")
+    add_timing_args(p, time_cap_s=1200)
     add_progress_arg(p)
     return p.parse_args(argv)
 
@@ -61,17 +73,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         batch_sizes = [min(b, len(labels)) for b in batch_sizes]
         net, meta = (None, {}) if args.jax_params else load_model(args.checkpoint)
         device = resolve_device(args.device)
+        protocol = timing_protocol(args)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     progress = not args.no_progress_bar
-    reference = None
+    timing = {}
     full_fp32()
     if args.framework == "torch":
-        rows = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
-                         batch_sizes, progress=progress, paired=not args.no_paired, device=device)
-        method = INFERENCE_METHOD
-        if device.type == "cpu" and not args.no_paired:  # how fast is the machine today: latency.PlainEager
-            reference = reference_speedup(net, torch.from_numpy(images), batch_sizes[0])
+        # yardstick: how fast is the machine today, by inference.PlainEager's time over the harness's
+        rows, timing = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
+                                 batch_sizes, progress=progress, yardstick=device.type == "cpu", device=device,
+                                 **protocol)
+        method = timing["rounds"]["method"]
     else:
         import jax
 
@@ -87,14 +100,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     source = args.jax_params or args.checkpoint
     info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "fractions": fractions,
             "modes": modes, "batch_sizes": batch_sizes, "n_test": len(labels), "latency_method": method,
-            "plain_nchw_eager_over_dense_paired": reference, "provenance": provenance(device)}
+            "timing": timing, "provenance": provenance(device)}
     csv_path, json_path = write_results(rows, out_dir, info)
     plots = plot_sweep({"": rows}, out_dir, tuple(batch_sizes))
     print(format_table(rows, tuple(batch_sizes)))
-    if reference is not None:
-        dense_us = next(r for r in rows if r["mode"] == "dense")[f"latency_us_b{batch_sizes[0]}"]
-        print(f"\nthe plain NCHW eager dense model, timed alternately with the dense row: {reference:.2f}x "
-              f"its time (~{reference * dense_us:.0f} us/example), a yardstick for latencies from other days")
+    print(describe_timing(timing))
     print(f"\ntable: {csv_path}\n       {json_path}\nplots: " + "\n       ".join(str(p) for p in plots))
     return rows
 

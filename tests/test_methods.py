@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor, na
     assert logits.shape == (len(images), 10) and torch.isfinite(logits).all()
     assert info["method"] == recipe.name and info["macs_by_layer"]
     if recipe.finetune_steps:
-        assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["acc_before_finetune"] == 0.5
+        assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["val_acc_before_finetune"] == 0.5
         assert info["distilled"] == recipe.distill
     if info.get("pruned"):  # the mask held through the fine-tune
         assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
@@ -108,9 +109,18 @@ def test_smaller_head_has_the_right_shape(ctx: Context, images: torch.Tensor) ->
 
 
 def _result(method: str, family: str, acc: float, ratio: float, macs: float, mlp: float = 0.0, **settings) -> Result:
-    measured = {k: settings.pop(k) for k in ("acc_before_finetune", "ranks", "linear_zero_share") if k in settings}
-    return Result(method, family, acc, {10_000: 100 * ratio, 1: 1000 * ratio}, {10_000: 1.0, 1: 1.0}, ratio,
-                  int(macs), int(mlp), params=1, settings=settings, measured=measured)
+    """A synthetic row: validation accuracy ``acc``, test accuracy 1 pp below it, the ratio
+    +-2% at both batch sizes, and a test difference to dense (0.69) with a +-0.5 pp interval."""
+    measured = {k: settings.pop(k) for k in ("val_acc_before_finetune", "ranks", "linear_zero_share") if k in settings}
+    test = acc - 0.01
+    if family != "dense":
+        measured.update(test_diff=test - 0.69, test_diff_lo=test - 0.695, test_diff_hi=test - 0.685,
+                        test_mcnemar_p=0.5 if abs(test - 0.69) < 0.003 else 0.001)
+    both = lambda v: {10_000: v, 1: v}
+    return Result(method, family, test, latency_us={10_000: 100 * ratio, 1: 1000 * ratio},
+                  latency_iqr_us=both(1.0), latency_ratio=both(ratio), latency_ratio_lo=both(0.98 * ratio),
+                  latency_ratio_hi=both(1.02 * ratio), val_acc=acc, total_macs=int(macs), mlp_macs=int(mlp),
+                  params=1, settings=settings, measured=measured)
 
 
 DENSE = _result("dense", "dense", 0.70, 1.0, 28e6, 21.2e6)
@@ -120,17 +130,45 @@ def test_report_helpers_on_synthetic_results() -> None:
     svd = [_result(f"SVD f={f}", "plain SVD", acc, ratio, macs, rule="uniform", mode="factorized", rank_fraction=f)
            for f, acc, ratio, macs in ((0.5, 0.66, 0.8, 26e6), (0.2, 0.40, 0.6, 15e6), (0.1, 0.19, 0.5, 11e6))]
     results = [DENSE, _result("folded pools + KD", "pool folding", 0.68, 0.77, 23.7e6, 21.2e6, pool_fold=True,
-                              finetune_steps=3, acc_before_finetune=0.58), *svd,
+                              finetune_steps=3, val_acc_before_finetune=0.58), *svd,
                _result("A", "x", 0.698, 0.55, 8e6), _result("B", "x", 0.69, 0.2, 2e6)]
     assert [r.method for r in pareto_front(results)] == ["B", "A", "dense"]
     v = targets(results)
     assert v["at_svd_0.2_latency"]["best"] == "A" and v["at_svd_0.2_latency"]["met"]
     assert v["at_25pct_latency"]["best"] == "B" and v["at_25pct_latency"]["met"]
     text = " ".join(answers(results))
-    assert "SVD f=0.2: 40.00% (-30.00 pp)" in text and "B at 0.200x dense time" in text
-    assert "trunk 6.80 M -> 2.50 M MACs" in text and "58.00% before and 68.00% (-2.00 pp) after" in text
+    assert "SVD f=0.2: 39.00% (-30.00 pp [-30.50, -29.50], p = 0.001)" in text
+    assert "B at 0.200x [0.196, 0.204] dense time, validation 69.00%, test 68.00%" in text
+    assert "trunk 6.80 M -> 2.50 M MACs" in text and "validation 58.00% before and 68.00% after" in text
     rows = [r.to_row() for r in results]  # what compare.json holds reads back the same
     assert [Result.from_row(r) for r in rows] == results
+
+
+def test_selection_reads_no_test_number() -> None:
+    """The front and the targets' rows are the same whatever the test numbers say (here: none)."""
+    results = [DENSE, _result("A", "x", 0.698, 0.55, 8e6), _result("B", "x", 0.69, 0.2, 2e6),
+               _result("C", "x", 0.60, 0.15, 1e6), _result("D", "x", 0.699, 0.7, 1e7)]
+    blind = [copy.deepcopy(r) for r in results]
+    for r in blind:
+        r.test_acc = float("nan")
+        r.measured = {k: (float("nan") if k.startswith("test_") else v) for k, v in r.measured.items()}
+    assert [r.method for r in pareto_front(blind)] == [r.method for r in pareto_front(results)] == [
+        "C", "B", "A", "D", "dense"]
+    seen, blind_seen = targets(results), targets(blind)
+    assert {k: v["best"] for k, v in seen.items() if isinstance(v, dict)} == {
+        k: v["best"] for k, v in blind_seen.items() if isinstance(v, dict)}
+    assert seen["at_25pct_latency"]["best"] == "B" and seen["fastest_within_1.5pp_on_validation"]["best"] == "B"
+
+
+def test_a_target_is_judged_on_the_test_interval() -> None:
+    """Chosen on validation (69.8%), the row scores -2.0 pp on test: the 1.5 pp line is missed,
+    beyond doubt when the interval misses it too."""
+    row = _result("E", "x", 0.70, 0.2, 1e6)
+    row.measured.update(test_diff=-0.02, test_diff_lo=-0.027, test_diff_hi=-0.016)
+    v = targets([DENSE, row])["at_25pct_latency"]
+    assert v["best"] == "E" and not v["met"] and v["decided"] == "beyond the line with 95% confidence"
+    row.measured.update(test_diff_hi=-0.01)
+    assert targets([DENSE, row])["at_25pct_latency"]["decided"] == "the interval straddles the line"
 
 
 def test_answers_compare_where_a_budget_goes() -> None:
@@ -145,8 +183,8 @@ def test_answers_compare_where_a_budget_goes() -> None:
                _result("P", "x", 0.5, 0.5, 1e6, ranks_from="outputs"), _result("Q", "x", 0.5, 0.5, 1e6,
                                                                                 ranks_from="weights")]
     text = " ".join(answers(results))
-    assert ("X: ranks from the layers' output variance {'classifier.0': 112} give 69.30%, ranks from the "
-            "weights' spectra {'classifier.0': 88} 68.85% (0.99 vs 0.98 M MLP MACs)") in text, text
+    assert ("X: ranks from the layers' output variance {'classifier.0': 112} give validation 69.30%, ranks from "
+            "the weights' spectra {'classifier.0': 88} 68.85% (0.99 vs 0.98 M MLP MACs)") in text, text
     assert "P:" not in text
 
 
@@ -165,7 +203,7 @@ def test_budget_flags_never_drop_a_claim(flags: dict) -> None:
         measured = {}
         if recipe.finetune_steps:
             settings["finetune_steps"] = recipe.finetune_steps
-            measured["acc_before_finetune"] = 0.5
+            measured["val_acc_before_finetune"] = 0.5
         if "pruned" in settings:
             measured["linear_zero_share"] = settings["pruned"]
         results.append(_result(recipe.name, recipe.family, 0.6 + 0.001 * i, 0.2 + 0.03 * i, 1e7, 1e6,

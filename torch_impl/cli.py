@@ -46,6 +46,33 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress-bar", action="store_true", help="no progress bars (logs, CI)")
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def add_timing_args(p: argparse.ArgumentParser, time_cap_s: float) -> None:
+    """The latency protocol's flags (``torch_impl.latency.time_interleaved``)."""
+    p.add_argument("--target", type=positive_float, default=0.03,
+                   help="stop timing when every ratio to dense has a 95%% interval within +-this share")
+    p.add_argument("--min-rounds", type=positive_int, default=5)
+    p.add_argument("--max-rounds", type=positive_int, default=60)
+    p.add_argument("--time-cap", type=positive_float, default=time_cap_s,
+                   help=f"seconds of timing rounds at most (default {time_cap_s:g}); a warning says if it stopped them")
+
+
+def timing_protocol(args: argparse.Namespace) -> dict:
+    if args.min_rounds > args.max_rounds:
+        raise ValueError(f"--min-rounds {args.min_rounds} exceeds --max-rounds {args.max_rounds}; lower it")
+    return {"target": args.target, "min_rounds": args.min_rounds, "max_rounds": args.max_rounds,
+            "time_cap_s": args.time_cap}
+
+
 def fail(err: BaseException | str) -> NoReturn:
     """End the script with ``error: <message>`` on stderr and exit status 1."""
     sys.exit(f"error: {err}")

@@ -1,10 +1,17 @@
-"""Per-example inference latency, measured the same way for every model.
+"""Per-example inference latency, timed the same way for every model, in interleaved rounds.
 
 The take-home defines inference time as "the average time to compute the prediction for
-all examples in the test set": here one call predicts a whole batch (default the 10,000
-test images, and batch 1) through ``torch_impl.inference.predict``, after warm-up, under
-``torch.inference_mode()``, synchronized on GPU, repeated; the median and inter-quartile
-range per example are reported.
+all examples in the test set": one call predicts a whole batch (the 10,000 test images,
+and batch 1) after warm-up, synchronized on GPU.
+
+A shared machine's speed drifts by tens of percent within minutes, so models timed minutes
+apart cannot be compared. Here every model is timed in rounds: each round calls every
+model once per batch size, in a freshly shuffled order, so drift hits all models alike and
+a round's ratio of a model's time to the reference's is free of it. Rounds continue until
+each model's ratio has a 95% bootstrap interval (``torch_impl.stats.ratio_interval``) no
+wider than +-``target`` at the first batch size, or until a time cap, which is reported.
+Callers add an A/A control (a copy of the reference timed as another model): its interval
+should contain 1.0, and ``aa_check`` says loudly when it does not.
 """
 
 from __future__ import annotations
@@ -12,14 +19,28 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.benchmark import Timer
+from tqdm.auto import tqdm
 
-from torch_impl.inference import INFERENCE_METHOD, PlainEager, predict
+from torch_impl.inference import INFERENCE_METHOD, predict
+from torch_impl.stats import ratio_interval, relative_halfwidth
 
 DEFAULT_BATCH_SIZES = (10_000, 1)
+TARGET_HALFWIDTH = 0.03  # the ratio's 95% interval: +-3% at the first batch size
+MIN_ROUNDS, MAX_ROUNDS = 5, 60
+SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of calls instead of one
+SMALL_BATCH_CALLS = 20
+PROTOCOL = (f"interleaved rounds (each round calls every model once per batch size in a shuffled order; "
+            f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
+            "per-example median over rounds; ratio to the reference = median of per-round ratios, 95% "
+            "percentile-bootstrap interval over rounds")
+
+Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 
 
 def _sync(device: torch.device) -> None:
@@ -27,91 +48,131 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
+                chunk: int | None | str = "auto") -> dict[int, Call]:
+    """``{batch size: call}`` running ``model`` through ``predict`` on the first images."""
+    device = next(model.parameters()).device
+    model.eval()
+
+    def make(batch: torch.Tensor) -> Call:
+        def call() -> None:
+            with torch.inference_mode():
+                predict(model, batch, chunk)
+            _sync(device)
+        return call
+    for b in batch_sizes:
+        if not 1 <= b <= images.shape[0]:
+            raise ValueError(f"batch size {b} needs 1..{images.shape[0]} images")
+    return {b: make(images[:b].to(device)) for b in batch_sizes}
+
+
+def _time_one(call: Call, batch_size: int) -> float:
+    """Seconds per call: one call, or at small batches the mean over a block of calls."""
+    if batch_size < SMALL_BATCH:
+        # Timer handles the warm-up calls and the thread count; a block's mean is one sample.
+        timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
+        return timer.timeit(SMALL_BATCH_CALLS).mean
+    # One call of seconds: Timer.timeit would first run two untimed calls each time, tripling
+    # a round; the warm-up is done once, before the first round, instead.
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 @dataclass
-class LatencyResult:
+class LatencyStats:
     batch_size: int
-    per_example_us: float  # median over repeats of (call time / batch size)
-    iqr_us: float  # inter-quartile range of the same
-    repeats: int
-    warmup: int
-    device: str
-    threads: int
-    method: str = INFERENCE_METHOD
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+    per_example_us: float  # median over rounds
+    iqr_us: float
+    ratio: float  # median of per-round (this model's time / the reference's time)
+    ratio_lo: float  # 95% bootstrap interval over rounds
+    ratio_hi: float
+    rounds: int
 
 
-def default_repeats(batch_size: int) -> tuple[int, int]:
-    """(warm-up, repeats): a few for big batches, many for tiny ones, ~same total time."""
-    if batch_size >= 1000:
-        return 1, 5
-    if batch_size >= 32:
-        return 5, 30
-    return 20, 200
+@dataclass
+class Rounds:
+    """What one interleaved timing produced: per model and batch size, the stats."""
+
+    stats: dict[str, dict[int, LatencyStats]]
+    reference: str
+    rounds: int
+    elapsed_s: float
+    stopped_by: str  # "target", "time cap" or "max rounds"
+    target_halfwidth: float
+    worst_halfwidth: float
+    times: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # seconds per call, per round
+    threads: int = field(default_factory=torch.get_num_threads)
+    method: str = f"{PROTOCOL}; each call: {INFERENCE_METHOD}"
+
+    def warning(self) -> str | None:
+        if self.stopped_by == "target":
+            return None
+        return (f"WARNING: latency stopped by the {self.stopped_by} after {self.rounds} rounds "
+                f"({self.elapsed_s:.0f} s) with the widest ratio interval at +-{100 * self.worst_halfwidth:.1f}%, "
+                f"not the +-{100 * self.target_halfwidth:.0f}% asked for; raise --time-cap or --max-rounds")
+
+    def summary(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("stats", "times")}
+        return {**out, "warning": self.warning()}
 
 
-def time_calls(fn: Callable[[], torch.Tensor], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call of ``fn`` after ``warmup`` untimed calls, synchronized on GPU."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: float = TARGET_HALFWIDTH,
+                     min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, time_cap_s: float = 1800.0,
+                     seed: int = 0, progress: bool = True) -> Rounds:
+    """Time every model's calls in shuffled rounds until each ratio to ``reference`` at the
+    first batch size is known to +-``target`` (95%), or the cap. ``calls``: name -> batch size
+    -> call (``torch_calls``, or any framework's synchronized call)."""
+    if reference not in calls:
+        raise ValueError(f"the reference {reference!r} is not among the timed models {list(calls)}")
+    if not 1 <= min_rounds <= max_rounds:
+        raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {min_rounds} and {max_rounds}")
+    batch_sizes = list(calls[reference])
+    pairs = [(name, b) for name in calls for b in batch_sizes]
+    for name, b in pairs:  # warm-up: one untimed call each (compiles, fills caches, allocates)
+        calls[name][b]()
+    rng = np.random.default_rng(seed)
+    times: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}
+    start, rounds, worst, stopped_by = time.perf_counter(), 0, float("inf"), "max rounds"
+    bar = tqdm(total=max_rounds, desc="latency rounds", unit="round", disable=not progress)
+    while rounds < max_rounds:
+        round_start = time.perf_counter()
+        for i in rng.permutation(len(pairs)):
+            name, b = pairs[i]
+            times[name, b].append(_time_one(calls[name][b], b))
+        rounds += 1
+        bar.update()
+        big = batch_sizes[0]
+        worst = max((relative_halfwidth(*ratio_interval(times[n, big], times[reference, big], seed=seed))
+                     for n in calls if n != reference), default=0.0)
+        bar.set_postfix_str(f"widest interval +-{100 * worst:.1f}%")
+        elapsed, last = time.perf_counter() - start, time.perf_counter() - round_start
+        if rounds >= min_rounds and worst <= target:
+            stopped_by = "target"
+            break
+        if elapsed + last > time_cap_s:
+            stopped_by = "time cap"
+            break
+    bar.close()
+    stats = {}
+    for name in calls:
+        stats[name] = {}
+        for b in batch_sizes:
+            per_ex = [t / b * 1e6 for t in times[name, b]]
+            q = statistics.quantiles(per_ex, n=4) if len(per_ex) >= 2 else [per_ex[0]] * 3
+            r = ((1.0, 1.0, 1.0) if name == reference
+                 else ratio_interval(times[name, b], times[reference, b], seed=seed))
+            stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, rounds)
+    raw = {name: {b: times[name, b] for b in batch_sizes} for name in calls}
+    return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw)
 
 
-def measure_latency(model: nn.Module, images: torch.Tensor, batch_sizes=DEFAULT_BATCH_SIZES,
-                    warmup: int | None = None, repeats: int | None = None,
-                    device: str | torch.device | None = None) -> list[LatencyResult]:
-    """Per-example latency of ``model`` on the first ``batch_size`` of ``images``, per batch size."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model = model.eval().to(device)
-    results = []
-    for bs in batch_sizes:
-        if not 1 <= bs <= images.shape[0]:
-            raise ValueError(f"batch size {bs} needs 1..{images.shape[0]} images")
-        batch = images[:bs].to(device)
-        w, r = default_repeats(bs)
-        w, r = warmup if warmup is not None else w, repeats if repeats is not None else r
-        with torch.inference_mode():
-            times = time_calls(lambda: predict(model, batch), device, w, r)
-        per_ex = [t / bs * 1e6 for t in times]
-        q = statistics.quantiles(per_ex, n=4) if len(per_ex) >= 2 else [per_ex[0]] * 3
-        results.append(LatencyResult(bs, statistics.median(per_ex), q[2] - q[0], r, w, str(device),
-                                     torch.get_num_threads()))
-    return results
-
-
-def paired_speedup(reference: nn.Module, candidate: nn.Module, images: torch.Tensor, batch_size: int,
-                   repeats: int = 3, warmup: int = 1, device: str | torch.device | None = None,
-                   chunks: tuple[int | None | str, int | None | str] = ("auto", "auto")) -> float:
-    """``time(reference) / time(candidate)`` on one batch, the two timed alternately (A B A B ...).
-
-    On a shared machine whose speed drifts by tens of percent over minutes, timing the two
-    models minutes apart makes their ratio drift too; alternating puts each pair under the
-    same conditions. Returns the median of the per-pair ratios. ``chunks``: ``predict``'s
-    ``chunk`` for the reference and the candidate.
-    """
-    device = torch.device(device) if device is not None else next(reference.parameters()).device
-    batch = images[:batch_size].to(device)
-    models = [reference.eval().to(device), candidate.eval().to(device)]
-    ratios = []
-    with torch.inference_mode():
-        for m, c in zip(models, chunks):
-            time_calls(lambda: predict(m, batch, c), device, warmup, 0)
-        for _ in range(repeats):
-            ref_t, cand_t = (time_calls(lambda: predict(m, batch, c), device, 0, 1)[0]
-                             for m, c in zip(models, chunks))
-            ratios.append(ref_t / cand_t)
-    return statistics.median(ratios)
-
-
-def reference_speedup(net: nn.Module, images: torch.Tensor, batch_size: int, repeats: int = 3) -> float:
-    """``time(PlainEager(net)) / time(net as predict runs it)``, timed alternately on ``batch_size``."""
-    device = next(net.parameters()).device
-    return paired_speedup(PlainEager(net), net, images, batch_size, repeats, device=device, chunks=(None, "auto"))
+def aa_check(stats: dict[int, LatencyStats]) -> str | None:
+    """A loud message when an A/A control's ratio interval excludes 1.0 at any batch size."""
+    bad = [s for s in stats.values() if not s.ratio_lo <= 1.0 <= s.ratio_hi]
+    if not bad:
+        return None
+    return ("WARNING: the A/A control (a copy of the dense model timed as another model) reads "
+            + "; ".join(f"{s.ratio:.3f}x [{s.ratio_lo:.3f}, {s.ratio_hi:.3f}] at batch {s.batch_size}" for s in bad)
+            + ": its interval excludes 1.0, so this run's timing noise is larger than its intervals say; "
+              "rerun on a quieter machine before trusting small ratios")

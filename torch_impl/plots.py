@@ -75,24 +75,40 @@ def plot_sweep(runs: dict[str, list[dict[str, Any]]], out_dir: str | Path, batch
     paths.append(_save(fig, out_dir / "latency_vs_rank.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    key = f"latency_us_b{batch_sizes[0]}"
+    big = batch_sizes[0]
     for name, rows in runs.items():
+        dense = next(r for r in rows if r["mode"] == "dense")
         for mode in ("factorized", "reconstructed"):
             s = _series(rows, mode)
             if s:
-                ax.plot([r[key] for r in s], [100 * r["test_acc"] for r in s], STYLE[mode],
-                        label=_label(name, mode), alpha=0.8)
-                for r in s:
-                    ax.annotate(f"{r['rank_fraction']:.1f}", (r[key], 100 * r["test_acc"]), fontsize=7,
+                x, xerr = _ratios(s, dense, big)
+                acc = [100 * r["test_acc"] for r in s]
+                yerr = ([[100 * (r["test_acc"] - r.get("test_diff_lo", r["test_acc"]) - dense["test_acc"]) for r in s],
+                         [100 * (r.get("test_diff_hi", r["test_acc"]) + dense["test_acc"] - r["test_acc"]) for r in s]]
+                        if all("test_diff_lo" in r for r in s) else None)
+                ax.errorbar(x, acc, xerr=xerr, yerr=yerr, fmt=STYLE[mode], label=_label(name, mode), capsize=2,
+                            alpha=0.8)
+                for r, xi in zip(s, x):
+                    ax.annotate(f"{r['rank_fraction']:.1f}", (xi, 100 * r["test_acc"]), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")
-        dense = next(r for r in rows if r["mode"] == "dense")
-        ax.plot([dense[key]], [100 * dense["test_acc"]], "k*", ms=12, label=_label(name, "dense"))
-    ax.set(xlabel=f"latency per example at batch {batch_sizes[0]} (us)", ylabel="test accuracy (%)",
+        ax.plot([1.0], [100 * dense["test_acc"]], "k*", ms=12, label=_label(name, "dense"))
+    ax.set(xlabel=f"time over the dense model's at batch {big} (95% intervals)",
+           ylabel="test accuracy (%, 95% interval of the difference to dense)",
            title="Accuracy vs latency (labels: rank fraction)", xlim=(0, None))
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out_dir / "accuracy_vs_latency.png"))
     return paths
+
+
+def _ratios(series: list[dict[str, Any]], dense: dict[str, Any], b: int) -> tuple[list[float], Any]:
+    """Each point's time over dense at batch ``b`` and its interval as error bars: the
+    interleaved rounds' ratio where the row has one, else the two medians' ratio (no bar)."""
+    if all(f"latency_ratio_b{b}" in r for r in series):
+        x = [r[f"latency_ratio_b{b}"] for r in series]
+        return x, [[xi - r[f"latency_ratio_lo_b{b}"] for xi, r in zip(x, series)],
+                   [r[f"latency_ratio_hi_b{b}"] - xi for xi, r in zip(x, series)]]
+    return [r[f"latency_us_b{b}"] / dense[f"latency_us_b{b}"] for r in series], None
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -5,9 +5,11 @@ was done to the model (``settings``: the rule, the budget, the mode, ...), never
 display name in ``method``. On disk (CSV, JSON) a result is one flat row, ``to_row``; the
 JAX sweep writes the same keys without importing this module, and ``from_row`` reads both.
 
-Latency: ``latency_us[b]`` is the median per-example time at batch size ``b``;
-``latency_ratio_paired`` is this model's time over the dense model's at the first batch
-size, the two timed alternately (below 1: faster than dense).
+Latency (``torch_impl.latency``): ``latency_us[b]`` is the median per-example time at batch
+size ``b``; ``latency_ratio[b]`` is this model's time over the dense model's, from interleaved
+rounds (below 1: faster than dense), with its 95% interval in ``latency_ratio_lo/hi``.
+Accuracy: ``test_acc`` and, where decisions are made, ``val_acc``; differences to dense with
+their intervals and McNemar p-values sit in ``measured`` (``torch_impl.stats``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from torch import nn
 SETTING_KEYS = ("framework", "mode", "rank_fraction", "ranks", "rule", "energy", "mlp_budget", "data_aware",
                 "ranks_from", "conv_ranks", "channels", "pool_fold", "pruned", "int8", "finetune_steps",
                 "distilled")
-_LATENCY = re.compile(r"latency_(iqr_)?us_b(\d+)$")
-_FIELDS = ("method", "family", "test_acc", "latency_ratio_paired", "total_macs", "mlp_macs", "params", "bytes")
+_LATENCY = re.compile(r"latency_(us|iqr_us|ratio|ratio_lo|ratio_hi)_b(\d+)$")
+_FIELDS = ("method", "family", "test_acc", "val_acc", "total_macs", "mlp_macs", "params", "bytes")
+CONTROL_FAMILY = "A/A control"  # a copy of the dense model, timed as if it were another method
 
 
 @dataclass
@@ -33,13 +36,25 @@ class Result:
     test_acc: float
     latency_us: dict[int, float] = field(default_factory=dict)
     latency_iqr_us: dict[int, float] = field(default_factory=dict)
-    latency_ratio_paired: float | None = None
+    latency_ratio: dict[int, float] = field(default_factory=dict)
+    latency_ratio_lo: dict[int, float] = field(default_factory=dict)
+    latency_ratio_hi: dict[int, float] = field(default_factory=dict)
+    val_acc: float | None = None
     total_macs: int = 0
     mlp_macs: int = 0
     params: int = 0
     bytes: int | None = None  # parameters and buffers as stored
+    # params counts weights as stored: an int8 layer's packed weight counts its elements
     settings: dict[str, Any] = field(default_factory=dict)
-    measured: dict[str, Any] = field(default_factory=dict)  # e.g. acc_before_finetune, linear_zero_share
+    measured: dict[str, Any] = field(default_factory=dict)  # e.g. val_acc_before_finetune, linear_zero_share
+
+    def ratio(self, batch_size: int | None = None) -> float:
+        """Time over the dense model's at ``batch_size`` (default: the largest timed)."""
+        return self.latency_ratio[batch_size if batch_size is not None else max(self.latency_ratio)]
+
+    def ratio_interval(self, batch_size: int | None = None) -> tuple[float, float]:
+        b = batch_size if batch_size is not None else max(self.latency_ratio)
+        return self.latency_ratio_lo[b], self.latency_ratio_hi[b]
 
     def get(self, key: str, default: Any = None) -> Any:
         """A setting or a further measurement by its row key."""
@@ -47,11 +62,14 @@ class Result:
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {k: getattr(self, k) for k in _FIELDS}
-        for b, us in self.latency_us.items():
-            row[f"latency_us_b{b}"] = us
-        for b, iqr in self.latency_iqr_us.items():
-            row[f"latency_iqr_us_b{b}"] = iqr
+        for kind, values in self._latency_dicts().items():
+            for b, v in values.items():
+                row[f"latency_{kind}_b{b}"] = v
         return {**row, **self.settings, **self.measured}
+
+    def _latency_dicts(self) -> dict[str, dict[int, float]]:
+        return {"us": self.latency_us, "iqr_us": self.latency_iqr_us, "ratio": self.latency_ratio,
+                "ratio_lo": self.latency_ratio_lo, "ratio_hi": self.latency_ratio_hi}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Result:
@@ -60,7 +78,7 @@ class Result:
                   family=row.get("family") or row.get("mode", "dense"), test_acc=row["test_acc"])
         for key, value in row.items():
             if m := _LATENCY.match(key):
-                (out.latency_iqr_us if m.group(1) else out.latency_us)[int(m.group(2))] = value
+                out._latency_dicts()[m.group(1)][int(m.group(2))] = value
             elif key in ("method", "family", "test_acc"):
                 continue
             elif key in _FIELDS:
@@ -86,6 +104,17 @@ def stored_bytes(model: nn.Module) -> int:
     return sum(size(v) for v in model.state_dict().values())
 
 
+def stored_params(model: nn.Module) -> int:
+    """Weight and bias elements as stored: parameters, plus the packed weights of dynamically
+    quantized layers (which ``model.parameters()`` does not list)."""
+    total = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        packed = getattr(m, "_packed_params", None)
+        if packed is not None and hasattr(packed, "_weight_bias"):
+            total += sum(t.numel() for t in packed._weight_bias() if t is not None)
+    return total
+
+
 def find(results: list[Result], **settings: Any) -> list[Result]:
     """The results whose settings have these values (a missing setting counts as None)."""
     return [r for r in results if all(r.settings.get(k) == v for k, v in settings.items())]
@@ -93,3 +122,12 @@ def find(results: list[Result], **settings: Any) -> list[Result]:
 
 def dense_of(results: list[Result]) -> Result | None:
     return next((r for r in results if r.family == "dense"), None)
+
+
+def control_of(results: list[Result]) -> Result | None:
+    return next((r for r in results if r.family == CONTROL_FAMILY), None)
+
+
+def candidates(results: list[Result]) -> list[Result]:
+    """The compressed models: neither the dense model nor its A/A control."""
+    return [r for r in results if r.family not in ("dense", CONTROL_FAMILY)]

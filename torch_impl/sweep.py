@@ -9,15 +9,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from torch_impl.cost import count_macs, total_and_mlp_macs
-from torch_impl.inference import accuracy
-from torch_impl.latency import DEFAULT_BATCH_SIZES, measure_latency, paired_speedup
+from torch_impl.inference import PlainEager, predict
+from torch_impl.latency import DEFAULT_BATCH_SIZES, Rounds, aa_check, time_interleaved, torch_calls
 from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
-from torch_impl.results import Result, dense_of, stored_bytes, sweep_method
+from torch_impl.results import CONTROL_FAMILY, Result, stored_bytes, stored_params, sweep_method
+from torch_impl.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
+from torch_impl.stats import accuracy_diff
 
 DEFAULT_FRACTIONS = tuple(round(1.0 - 0.1 * i, 1) for i in range(10))  # 1.0, 0.9, ..., 0.1
 
@@ -34,45 +37,79 @@ def parse_fractions(text: str) -> list[float]:
     return fractions
 
 
-def measure_into(result: Result, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                 batch_sizes: list[int], dense: nn.Module | None = None, repeats: int | None = None,
-                 macs: dict[str, int] | None = None) -> Result:
-    """Fill ``result`` with ``model``'s accuracy, cost, stored size and latency, all through the
-    same harness; with ``dense``, also its time over the dense model's, the two timed alternately
-    (the ratio that matters on a machine whose speed drifts). ``macs``: counted beforehand, for
-    models whose layers hide from ``count_macs``'s hooks (int8)."""
-    result.test_acc = accuracy(model, images, labels)
-    result.total_macs, result.mlp_macs = total_and_mlp_macs(macs if macs is not None else count_macs(model))
-    result.params, result.bytes = sum(p.numel() for p in model.parameters()), stored_bytes(model)
-    for res in measure_latency(model, images, batch_sizes, repeats=repeats):
-        result.latency_us[res.batch_size], result.latency_iqr_us[res.batch_size] = res.per_example_us, res.iqr_us
-        result.measured.update(threads=res.threads, latency_method=res.method)
-    if dense is not None:
-        result.latency_ratio_paired = (1.0 if model is dense
-                                       else 1.0 / paired_speedup(dense, model, images, batch_sizes[0]))
-    return result
+def evaluate_into(result: Result, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  dense_correct: np.ndarray | None = None, macs: dict[str, int] | None = None,
+                  split: str = "test") -> np.ndarray:
+    """Fill ``result`` with ``model``'s accuracy on ``split`` (with ``dense_correct``, the
+    dense model's per-image correctness there: the paired difference, its interval and
+    McNemar's p), and, on the test split, its cost and size; returns per-image correctness.
+    ``macs``: counted beforehand, for models whose layers hide from ``count_macs``'s hooks (int8)."""
+    with torch.inference_mode():
+        correct = (predict(model, images).argmax(1) == labels).cpu().numpy()
+    setattr(result, f"{split}_acc", float(correct.mean()))
+    if dense_correct is not None:
+        result.measured.update(accuracy_diff(correct, dense_correct).as_dict(split))
+    if split == "test":
+        result.total_macs, result.mlp_macs = total_and_mlp_macs(macs if macs is not None else count_macs(model))
+        result.params, result.bytes = stored_params(model), stored_bytes(model)
+        result.measured["weight_bytes_read"] = weight_bytes_read(model)
+    return correct
 
 
-def _point(model: nn.Module, mode: str, fraction: float | None, images: torch.Tensor, labels: torch.Tensor,
-           batch_sizes: list[int], repeats: int | None, ranks: list[int | None],
-           dense: nn.Module | None = None) -> dict[str, Any]:
-    result = Result(sweep_method(mode, fraction), mode, float("nan"),
-                    settings={"framework": "torch", "mode": mode, "rank_fraction": fraction, "ranks": ranks})
-    return measure_into(result, model, images, labels, batch_sizes, dense, repeats).to_row()
+def time_into(entries: list[tuple[Result, nn.Module]], images: torch.Tensor, batch_sizes: list[int],
+              roof: Roofline | None = None, chunks: dict[int, int | None | str] | None = None,
+              progress: bool = True, **protocol: Any) -> Rounds:
+    """Time every model in interleaved rounds against the first (the dense model) and fill each
+    result's latencies, ratios with intervals and, with ``roof``, roofline fractions.
+    ``chunks``: ``predict``'s chunk per entry index (default "auto"); ``protocol``: passed to
+    ``latency.time_interleaved`` (target, time cap, rounds)."""
+    chunks = chunks or {}
+    calls = {str(i): torch_calls(m, images, batch_sizes, chunks.get(i, "auto")) for i, (_, m) in enumerate(entries)}
+    rounds = time_interleaved(calls, reference="0", progress=progress, **protocol)
+    for i, (result, _) in enumerate(entries):
+        for b, st in rounds.stats[str(i)].items():
+            result.latency_us[b], result.latency_iqr_us[b] = st.per_example_us, st.iqr_us
+            result.latency_ratio[b], result.latency_ratio_lo[b], result.latency_ratio_hi[b] = (
+                st.ratio, st.ratio_lo, st.ratio_hi)
+            if roof is not None and result.total_macs:
+                result.measured[f"roofline_fraction_b{b}"] = roofline_fraction(
+                    roof, result.total_macs, result.measured["weight_bytes_read"], b, st.per_example_us)
+        result.measured.update(threads=rounds.threads, latency_method=rounds.method, latency_rounds=rounds.rounds)
+    return rounds
+
+
+def control_result(dense: Result) -> Result:
+    """The A/A control's row: the dense model's accuracy and cost, timed as another model."""
+    return Result(f"{dense.method} (A/A control)", CONTROL_FAMILY, dense.test_acc, val_acc=dense.val_acc,
+                  total_macs=dense.total_macs, mlp_macs=dense.mlp_macs, params=dense.params, bytes=dense.bytes,
+                  settings={**dense.settings, "mode": "control"},
+                  measured={k: v for k, v in dense.measured.items() if k == "weight_bytes_read"})
+
+
+def timing_summary(rounds: Rounds, control: Result | None, roof: Roofline | None) -> dict[str, Any]:
+    """What the run's timing needs to be trusted: the protocol's stop, the A/A control, the roofline."""
+    out: dict[str, Any] = {"rounds": rounds.summary(), "roofline": roof.as_dict() if roof else None}
+    if control is not None:
+        b = max(control.latency_ratio)
+        out["aa_control"] = {"ratio": control.ratio(b), "interval": list(control.ratio_interval(b)),
+                             "batch_size": b, "warning": aa_check(rounds.stats[str(_CONTROL_INDEX)])}
+    return out
+
+
+_CONTROL_INDEX = 1  # run_sweep and the comparison put the control right after the dense model
 
 
 def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
               fractions: Iterable[float] = DEFAULT_FRACTIONS, modes: Iterable[str] = MODES,
-              batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES, repeats: int | None = None,
-              progress: bool = True, paired: bool = True,
-              device: str | torch.device | None = None) -> list[dict[str, Any]]:
-    """The dense baseline, then one row per (mode, fraction), all from the same harness.
-
-    With ``paired``, each point's speed-up over dense at the first batch size is also timed
-    with the two models alternating (``latency_ratio_paired``: this model's time over the dense
-    model's), free of the machine's drift. ``device`` (default: the model's) is where every
-    point is evaluated and timed; the caller's model stays where it is.
-    """
+              batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES, progress: bool = True, control: bool = True,
+              yardstick: bool = False, roofline: bool = True, device: str | torch.device | None = None,
+              **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The dense baseline, its A/A control (``control``), then one row per (mode, fraction),
+    each evaluated on the test set and all timed together in interleaved rounds
+    (``torch_impl.latency``); returns the rows and the timing summary (``timing_summary``;
+    with ``yardstick``, also ``PlainEager``'s time over the harness's for the dense model).
+    ``device`` (default: the model's) is where every point is evaluated and timed; the
+    caller's model stays where it is."""
     model = model.eval()
     if device is not None and torch.device(device) != next(model.parameters()).device:
         model = copy.deepcopy(model).to(device)
@@ -82,25 +119,40 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     for m in modes:
         if m not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {m!r}")
-    points = [("dense", None)] + [(m, f) for m in modes for f in fractions]
+    n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+    dense = Result("dense", "dense", float("nan"),
+                   settings={"framework": "torch", "mode": "dense", "rank_fraction": None, "ranks": [None] * n_linear})
+    dense_correct = evaluate_into(dense, model, images, labels)
+    entries = [(dense, model)]
+    if control:
+        entries.append((control_result(dense), copy.deepcopy(model)))
     svds = model_svds(model)
-    rows = []
-    bar = tqdm(points, desc="rank sweep", unit="point", disable=not progress)
-    for mode, fraction in bar:
-        bar.set_postfix_str(f"{mode} {fraction if fraction is not None else ''}")
-        if mode == "dense":
-            net, ranks = model, [None] * sum(isinstance(m, nn.Linear) for m in model.modules())
-        else:
-            net, report = compress_model(model, rank_fraction=fraction, mode=mode, svds=svds)
-            ranks = [r.rank for r in report]
-        rows.append(_point(net, mode, fraction, images, labels, batch_sizes, repeats, ranks,
-                           dense=model if paired else None))
-    return rows
+    for mode, fraction in tqdm([(m, f) for m in modes for f in fractions], desc="rank sweep: build and evaluate",
+                               unit="point", disable=not progress):
+        net, report = compress_model(model, rank_fraction=fraction, mode=mode, svds=svds)
+        result = Result(sweep_method(mode, fraction), mode, float("nan"), settings={
+            "framework": "torch", "mode": mode, "rank_fraction": fraction, "ranks": [r.rank for r in report]})
+        evaluate_into(result, net, images, labels, dense_correct)
+        entries.append((result, net))
+    chunks = {}
+    if yardstick:
+        entries.append((Result("dense, plain NCHW eager", "yardstick", dense.test_acc), PlainEager(model)))
+        chunks[len(entries) - 1] = None
+        entries[-1][0].measured["weight_bytes_read"] = dense.measured["weight_bytes_read"]
+    roof = measure_roofline(device) if roofline else None
+    rounds = time_into(entries, images, batch_sizes, roof, chunks, progress, **protocol)
+    summary = timing_summary(rounds, entries[_CONTROL_INDEX][0] if control else None, roof)
+    if yardstick:
+        plain = entries.pop()[0]
+        summary["plain_nchw_eager_over_dense"] = {"ratio": plain.ratio(), "interval": list(plain.ratio_interval())}
+    return [r.to_row() for r, _ in entries], summary
 
 
-CSV_FIELDS = ("method", "family", "framework", "mode", "rank_fraction", "test_acc", "latency_ratio_paired",
-              "latency_us_b10000", "latency_iqr_us_b10000", "latency_us_b1", "latency_iqr_us_b1", "params", "bytes",
-              "mlp_macs", "total_macs", "ranks")
+CSV_FIELDS = ("method", "family", "framework", "mode", "rank_fraction", "test_acc", "test_diff", "test_diff_lo",
+              "test_diff_hi", "test_mcnemar_p", "latency_ratio_b10000", "latency_ratio_lo_b10000",
+              "latency_ratio_hi_b10000", "latency_us_b10000", "latency_iqr_us_b10000", "latency_ratio_b1",
+              "latency_ratio_lo_b1", "latency_ratio_hi_b1", "latency_us_b1", "latency_iqr_us_b1",
+              "roofline_fraction_b10000", "roofline_fraction_b1", "params", "bytes", "mlp_macs", "total_macs", "ranks")
 
 
 def _ranks_text(ranks: list | dict | None) -> str:
@@ -128,20 +180,60 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
     return csv_path, json_path
 
 
+def ratio_text(r: Result, b: int) -> str:
+    """``0.512 [0.498, 0.526]``: time over dense with its 95% interval."""
+    lo, hi = r.ratio_interval(b)
+    return f"{r.ratio(b):.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def diff_text(r: Result, split: str = "test") -> str:
+    """``-0.41 [-0.62, -0.20] p=0.0003``: accuracy minus dense's, in pp, with interval and McNemar p."""
+    d = r.get(f"{split}_diff")
+    if d is None:
+        return "(reference)"
+    lo, hi, p = r.get(f"{split}_diff_lo"), r.get(f"{split}_diff_hi"), r.get(f"{split}_mcnemar_p")
+    return f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p={p:.2g}"
+
+
 def format_table(rows: list[dict[str, Any]], batch_sizes: tuple[int, int] = DEFAULT_BATCH_SIZES) -> str:
-    """A plain-text table per point: accuracy change from dense, and the time over the dense
-    model's (``x dense``: from the separate timings, and ``paired`` where the two were timed
-    alternately; below 1 is faster)."""
+    """A plain-text table per point: accuracy and its difference to dense (pp, 95% interval,
+    McNemar p), time over the dense model's with its 95% interval (below 1 is faster), the
+    per-example medians, MACs and the achieved share of the roofline."""
     results = [Result.from_row(r) for r in rows]
     big, small = batch_sizes
-    dense = dense_of(results)
-    head = (f"{'mode':<14}{'f':>5}{'acc %':>8}{'d acc pp':>10}{f'us b{big}':>12}{'x dense':>9}"
-            f"{'paired':>8}{f'us b{small}':>9}{'MACs M':>9}")
+    head = (f"{'mode':<14}{'f':>5}{'acc %':>7}  {'d acc pp [95%] McNemar':<30}{f'x dense b{big} [95%]':<24}"
+            f"{f'us b{big}':>9}  {f'x dense b{small} [95%]':<22}{f'us b{small}':>7}{'MACs M':>8}"
+            f"{f'roof b{big}':>12}")
     lines = [head, "-" * len(head)]
     for r in results:
         f = "" if r.settings.get("rank_fraction") is None else f"{r.settings['rank_fraction']:.1f}"
-        paired = r.latency_ratio_paired if r.latency_ratio_paired is not None else float("nan")
-        lines.append(f"{r.family:<14}{f:>5}{100 * r.test_acc:>8.2f}{100 * (r.test_acc - dense.test_acc):>+10.2f}"
-                     f"{r.latency_us[big]:>12.1f}{r.latency_us[big] / dense.latency_us[big]:>9.2f}{paired:>8.2f}"
-                     f"{r.latency_us[small]:>9.0f}{r.total_macs / 1e6:>9.2f}")
+        roof = r.get(f"roofline_fraction_b{big}")
+        lines.append(f"{r.settings.get('mode', r.family):<14}{f:>5}{100 * r.test_acc:>7.2f}  {diff_text(r):<30}"
+                     f"{ratio_text(r, big):<24}{r.latency_us[big]:>9.1f}  {ratio_text(r, small):<22}"
+                     f"{r.latency_us[small]:>7.0f}{r.total_macs / 1e6:>8.2f}"
+                     f"{'' if roof is None else f'{100 * roof:.1f}%':>12}")
+    return "\n".join(lines)
+
+
+def describe_timing(timing: dict[str, Any]) -> str:
+    """The timing's trust line for the terminal: rounds, why they stopped, the A/A control
+    (loud when its interval excludes 1.0), the roofline and the yardstick."""
+    if not timing:
+        return ""
+    r = timing["rounds"]
+    lines = [f"\ntiming: {r['rounds']} interleaved rounds in {r['elapsed_s']:.0f} s, stopped by the "
+             f"{r['stopped_by']} (widest ratio interval +-{100 * r['worst_halfwidth']:.1f}%, "
+             f"target +-{100 * r['target_halfwidth']:.0f}%)"]
+    if r["warning"]:
+        lines.append(r["warning"])
+    if aa := timing.get("aa_control"):
+        lo, hi = aa["interval"]
+        lines.append(aa["warning"] or f"A/A control (a copy of dense timed as another model): {aa['ratio']:.3f}x "
+                                      f"[{lo:.3f}, {hi:.3f}] at batch {aa['batch_size']}: contains 1.0, as it should")
+    if roof := timing.get("roofline"):
+        lines.append(f"roofline ({roof['device']}): fp32 GEMM {roof['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, "
+                     f"copy {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+    if y := timing.get("plain_nchw_eager_over_dense"):
+        lines.append(f"yardstick: the plain NCHW eager dense model takes {y['ratio']:.2f}x the harness's time "
+                     f"[{y['interval'][0]:.2f}, {y['interval'][1]:.2f}]; it puts other days' latencies on one scale")
     return "\n".join(lines)

@@ -2,20 +2,38 @@
 
 Nothing here is hard-coded: a claim is only made when the results it needs were measured,
 they are found by what was done to each model (``Result.settings``), never by display
-names or flag values, and the wording follows the measurement ("faster" vs "not faster").
+names or flag values, and the wording follows the measurement and its interval ("faster"
+only when the latency interval lies below 1.0; "indistinguishable from dense" when
+McNemar's test finds no difference). Which row wins is decided on validation accuracy;
+test accuracy is only reported (``pareto_front`` reads no test number).
 """
 
 from __future__ import annotations
 
-from torch_impl.results import Result, dense_of, find
+from torch_impl.results import Result, control_of, dense_of, find
 
-# Paired latency ratios of two models doing the same work landed within these bounds here
-# (reconstructed vs dense: 0.90-1.08 over a 10-point sweep), so closer ratios are not claimed.
-NOISE_LOW, NOISE_HIGH = 0.9, 1.1
+SIGNIFICANCE = 0.05  # McNemar p below this: the accuracy differs from dense's
 
 
-def _pp(r: Result, dense: Result) -> str:
-    return f"{100 * (r.test_acc - dense.test_acc):+.2f} pp"
+def _pp(r: Result, dense: Result | None = None) -> str:
+    """Test accuracy change to dense with its 95% interval and McNemar's p."""
+    d = r.get("test_diff")
+    if d is None:
+        return "+0.00 pp"
+    lo, hi, p = r.get("test_diff_lo"), r.get("test_diff_hi"), r.get("test_mcnemar_p")
+    same = "; indistinguishable from dense" if p >= SIGNIFICANCE else ""
+    return f"{100 * d:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}], p = {p:.2g}{same}"
+
+
+def _x(r: Result, b: int | None = None) -> str:
+    """Time over dense with its 95% interval."""
+    lo, hi = r.ratio_interval(b)
+    return f"{r.ratio(b):.3f}x [{lo:.3f}, {hi:.3f}]"
+
+
+def faster(r: Result) -> str:
+    lo, hi = r.ratio_interval()
+    return "faster" if hi < 1.0 else "slower" if lo > 1.0 else "no faster or slower within the interval"
 
 
 def _untrained(r: Result) -> bool:
@@ -24,12 +42,13 @@ def _untrained(r: Result) -> bool:
 
 
 def pareto_front(results: list[Result]) -> list[Result]:
-    """Results no other result beats on both accuracy and paired latency, fastest first."""
+    """Results no other result beats on both validation accuracy and latency ratio, fastest
+    first (the A/A control is not a method)."""
     front, best_acc = [], -1.0
-    for r in sorted(results, key=lambda r: (r.latency_ratio_paired, -r.test_acc)):
-        if r.test_acc > best_acc:
+    for r in sorted((r for r in results if r.family != "A/A control"), key=lambda r: (r.ratio(), -r.val_acc)):
+        if r.val_acc > best_acc:
             front.append(r)
-            best_acc = r.test_acc
+            best_acc = r.val_acc
     return front
 
 
@@ -64,61 +83,82 @@ def answers(results: list[Result]) -> list[str]:
     if dense is None:
         return []
     out: list[str] = []
+    if aa := control_of(results):
+        lo, hi = aa.ratio_interval()
+        out.append(f"**The A/A control** (a copy of the dense model, timed as if it were another method) reads "
+                   f"{_x(aa)} the dense time: "
+                   + ("its interval contains 1.0, so the intervals below account for this run's noise."
+                      if lo <= 1.0 <= hi else "**its interval excludes 1.0: this run's timing noise is larger "
+                      "than its intervals say; treat small latency differences as unproven.**"))
     svd = plain_svd(results)
     if svd:
         out.append("**Accuracy vs rank (plain SVD, one fraction for every layer):** "
-                   + "; ".join(f"{r.method}: {100 * r.test_acc:.2f}% ({_pp(r, dense)})" for r in svd)
+                   + "; ".join(f"{r.method}: {100 * r.test_acc:.2f}% ({_pp(r)})" for r in svd)
                    + f", against {100 * dense.test_acc:.2f}% dense. Most of the loss comes from the "
                    "1000-to-10 classifier, which keeps max(1, floor(10 f)) singular values: see the per-layer "
                    "rules below, which choose each layer's rank.")
     for rec in plain_svd(results, "reconstructed")[-1:]:
-        ratio = rec.latency_ratio_paired
-        verdict = ("faster, though the work is the same: look for a measurement problem" if ratio < NOISE_LOW
-                   else "no faster (within the timing noise)" if ratio <= NOISE_HIGH else "slower")
+        verdict = faster(rec)
+        if verdict == "faster":
+            verdict += ", though the work is the same: look for a measurement problem"
         out.append(f"**Replacing each weight by its rank-truncated product** ({rec.method}) runs at "
-                   f"{ratio:.3f}x the dense time (paired) with the same {rec.total_macs / 1e6:.2f} M MACs: "
-                   f"{verdict}. The product B @ A is a dense matrix of the original shape, so the same dense "
-                   "matmuls run; only the factorized form changes the work.")
+                   f"{_x(rec)} the dense time with the same {rec.total_macs / 1e6:.2f} M MACs: "
+                   f"{verdict}. The product B @ A is a dense matrix of the original shape, kept in memory "
+                   "beside its factors, so the same dense matmuls run; only the factorized form changes the work.")
     if svd:
         out.append("**Time vs rank in factorized space:** "
-                   + "; ".join(f"{r.method}: {r.latency_ratio_paired:.3f}x dense time, "
+                   + "; ".join(f"{r.method}: {_x(r)} dense time, "
                                f"{r.total_macs / 1e6:.2f} M MACs" for r in svd)
                    + f" (dense {dense.total_macs / 1e6:.2f} M). Time falls more slowly than the MACs: the "
                    "convolutions' MACs and the elementwise work stay, and two thin matmuls run below the "
                    "machine's peak rate.")
+    for energy in find(results, rule="energy"):
+        ranks = energy.get("ranks") or {}
+        kept = [k for k, v in ranks.items() if v is None]
+        out.append(f"**{energy.method} keeps ranks** {ranks}: "
+                   + (f"{', '.join(kept)} stay{'s' if len(kept) == 1 else ''} dense, where the rank that holds "
+                      "that share of the spectrum would save no work." if kept else "every layer is factorized."))
     front = pareto_front(results)
-    out.append("**Which method wins where (Pareto front, batch 10,000, fastest first):** "
-               + "; ".join(f"{r.method} at {r.latency_ratio_paired:.3f}x dense time, "
-                           f"{100 * r.test_acc:.2f}% ({_pp(r, dense)})" for r in front) + ".")
+    out.append("**Which method wins where (Pareto front on validation accuracy, batch 10,000, fastest first; "
+               "test accuracy reported):** "
+               + "; ".join(f"{r.method} at {_x(r)} dense time, validation {100 * r.val_acc:.2f}%, "
+                           f"test {100 * r.test_acc:.2f}% ({_pp(r)})" for r in front) + ".")
+    same_work = [(f"{plain.method} vs {da.method}", plain, da) for _, da, plain in budget_pairs(results)]
+    same_work += [(f"{r.method} vs dense", r, dense) for r in plain_svd(results, "reconstructed")]
+    if same_work:
+        out.append("**Rows doing the same work** (same shapes and MACs) should time alike: " + "; ".join(
+            f"{name}: {a.ratio():.3f}x and {b.ratio():.3f}x ({100 * abs(a.ratio() / b.ratio() - 1):.1f}% apart)"
+            for name, a, b in same_work) + ".")
     if pairs := budget_pairs(results):
         out.append("**Data-aware vs plain factors at the same ranks:** " + "; ".join(
-            f"{b / 1e6:g}M MAC budget: {100 * da.test_acc:.2f}% vs {100 * plain.test_acc:.2f}%"
+            f"{b / 1e6:g}M MAC budget: validation {100 * da.val_acc:.2f}% vs {100 * plain.val_acc:.2f}%"
             for b, da, plain in pairs)
             + ". Data-aware factors always keep each layer's outputs on the calibration images better "
               "(tests/test_data_aware.py); that is not the same objective as the test accuracy.")
-    if ft := [r for r in results if r.get("acc_before_finetune") is not None]:
-        out.append("**Recovery fine-tuning:** " + "; ".join(
-            f"{r.method}: {100 * r.get('acc_before_finetune'):.2f}% -> {100 * r.test_acc:.2f}%" for r in ft) + ".")
+    if ft := [r for r in results if r.get("val_acc_before_finetune") is not None]:
+        out.append("**Recovery fine-tuning (validation accuracy before -> after):** " + "; ".join(
+            f"{r.method}: {100 * r.get('val_acc_before_finetune'):.2f}% -> {100 * r.val_acc:.2f}%" for r in ft) + ".")
     for fold in find(results, pool_fold=True, mlp_budget=None)[:1]:
         trunk = lambda r: (r.total_macs - r.mlp_macs) / 1e6
-        before = fold.get("acc_before_finetune")
+        before = fold.get("val_acc_before_finetune")
         out.append("**Folding each average pool into the convolution before it** "
                    f"(torch_impl/compare/pool_fold.py; trunk {trunk(dense):.2f} M -> {trunk(fold):.2f} M MACs), "
-                   f"MLP untouched: {fold.latency_ratio_paired:.3f}x the dense time, "
-                   + (f"{100 * before:.2f}% before and " if before is not None else "")
-                   + f"{100 * fold.test_acc:.2f}% ({_pp(fold, dense)}) after a distilled fine-tune. "
+                   f"MLP untouched: {_x(fold)} the dense time, "
+                   + (f"validation {100 * before:.2f}% before and {100 * fold.val_acc:.2f}% after a distilled "
+                      "fine-tune; " if before is not None else "")
+                   + f"test {100 * fold.test_acc:.2f}% ({_pp(fold)}). "
                    "The work at 32 x 32 resolution, which no factorization of the weights removes, is gone.")
     if alloc := allocation_pairs(results):
         out.append("**Where a MAC budget goes:** " + "; ".join(
-            f"{o.method}: ranks from the layers' output variance {o.get('ranks')} give "
-            f"{100 * o.test_acc:.2f}%, ranks from the weights' spectra {w.get('ranks')} "
-            f"{100 * w.test_acc:.2f}% ({o.mlp_macs / 1e6:.2f} vs {w.mlp_macs / 1e6:.2f} M MLP MACs)"
+            f"{o.method}: ranks from the layers' output variance {o.get('ranks')} give validation "
+            f"{100 * o.val_acc:.2f}%, ranks from the weights' spectra {w.get('ranks')} "
+            f"{100 * w.val_acc:.2f}% ({o.mlp_macs / 1e6:.2f} vs {w.mlp_macs / 1e6:.2f} M MLP MACs)"
             for o, w in alloc) + ". The output variance is what data-aware factors keep, and a trained "
             "layer's outputs span fewer directions than its weights; "
-            + ("it spent the budget better here." if all(o.test_acc > w.test_acc for o, w in alloc)
-               else "yet here it did not always spend the budget better."))
+            + ("it spent the budget better here (on validation)." if all(o.val_acc > w.val_acc for o, w in alloc)
+               else "yet here it did not always spend the budget better (on validation)."))
     for pr in (r for r in results if r.settings.get("pruned")):
         out.append(f"**Magnitude pruning** ({pr.method}) zeroes {100 * (pr.get('linear_zero_share') or 0):.0f}% "
-                   f"of the linear weights but runs at {pr.latency_ratio_paired:.3f}x the dense time: dense "
+                   f"of the linear weights but runs at {_x(pr)} the dense time: dense "
                    "kernels do not skip zeros.")
     return out

@@ -55,13 +55,13 @@ class Recipe:
 def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], float] | None = None
                ) -> tuple[nn.Module, dict[str, Any]]:
     """The recipe's model (built, fine-tuned, quantized) and what was done, for the table;
-    ``evaluate`` (model -> test accuracy) records the accuracy before fine-tuning."""
+    ``evaluate`` (model -> validation accuracy) records the accuracy before fine-tuning."""
     model, info = recipe.build(ctx)
     info = {"method": recipe.name, "family": recipe.family, "notes": recipe.notes, **recipe.settings,
             "int8": recipe.int8, **info}
     if recipe.finetune_steps:
         if evaluate is not None:
-            info["acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
+            info["val_acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
         model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, accelerator=ctx.accelerator,
                              teacher=ctx.dense if recipe.distill else None)
         info.update(ft)

@@ -1,12 +1,13 @@
 """One comparison run: check its settings, build the shared context, measure every recipe, write.
 
 ``scripts/compare_methods.py`` parses flags and calls these in order; tests call them directly.
-Every row is measured by ``measure`` through the same harness as the dense model, and the
-dense model's own row comes first.
+Every row is scored and timed through the same functions as the sweep's points
+(``torch_impl.sweep``); the dense model's row comes first and its A/A control second.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,8 @@ from torch_impl.inference import accuracy
 from torch_impl.lowrank import model_svds
 from torch_impl.provenance import write_json
 from torch_impl.results import Result
-from torch_impl.sweep import measure_into, write_results
+from torch_impl.roofline import measure_roofline
+from torch_impl.sweep import control_result, evaluate_into, time_into, timing_summary, write_results
 
 
 def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:
@@ -60,28 +62,35 @@ def batch_sizes_for(n_test: int) -> list[int]:
     return [min(10_000, n_test), 1]
 
 
-def measure(model: nn.Module, dense: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-            batch_sizes: list[int], info: dict[str, Any], macs: dict | None = None) -> dict[str, Any]:
-    """``sweep.measure_into`` for a recipe's model, with what its recipe recorded (``info``:
-    method, family, settings) and the linear weights' zero share, as a row."""
-    result = Result.from_row({**info, **describe(model), "test_acc": float("nan")})
-    return measure_into(result, model, images, labels, batch_sizes, dense, macs=macs).to_row()
+def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor, torch.Tensor],
+                   test: tuple[torch.Tensor, torch.Tensor], progress: bool = True,
+                   on_row: Callable[[Result], None] | None = None, roofline: bool = True,
+                   **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The dense row, its A/A control, then one row per recipe; returns the rows and the timing
+    summary (``sweep.timing_summary``).
 
-
-def run_comparison(recipes: list[Recipe], ctx: Context, images: torch.Tensor, labels: torch.Tensor,
-                   progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None
-                   ) -> list[dict[str, Any]]:
-    """The dense row, then one row per recipe (``on_row`` sees each as it is measured)."""
-    batch_sizes = batch_sizes_for(len(labels))
-    evaluate = lambda m: accuracy(m, images, labels)
-    rows = [measure(ctx.dense, ctx.dense, images, labels, batch_sizes, {"method": "dense", "family": "dense"})]
+    Each recipe's model is built (its fine-tune sees the training split without the validation
+    images), scored on the validation split, where every choice is made, and then on the test
+    split once; when all are built, all are timed together in interleaved rounds
+    (``torch_impl.latency``) on the test images. ``on_row`` sees each result once scored.
+    """
+    batch_sizes = batch_sizes_for(len(test[1]))
+    dense = Result("dense", "dense", float("nan"))
+    dense_val = evaluate_into(dense, ctx.dense, *val, split="val")
+    dense_test = evaluate_into(dense, ctx.dense, *test)
+    entries = [(dense, ctx.dense), (control_result(dense), copy.deepcopy(ctx.dense))]
     for recipe in tqdm(recipes, desc="methods", unit="method", disable=not progress):
-        model, info = run_recipe(recipe, ctx, evaluate)
+        model, info = run_recipe(recipe, ctx, evaluate=lambda m: accuracy(m, *val))
         macs = info.pop("macs_by_layer")
-        rows.append(measure(model, ctx.dense, images, labels, batch_sizes, info, macs))
+        result = Result.from_row({**info, **describe(model), "test_acc": float("nan")})
+        evaluate_into(result, model, *val, dense_val, split="val")
+        evaluate_into(result, model, *test, dense_test, macs=macs)
+        entries.append((result, model))
         if on_row is not None:
-            on_row(rows[-1])
-    return rows
+            on_row(result)
+    roof = measure_roofline(next(ctx.dense.parameters()).device) if roofline else None
+    rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, **protocol)
+    return [r.to_row() for r, _ in entries], timing_summary(rounds, entries[1][0], roof)
 
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -93,7 +102,7 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any
     verdicts = targets(results)
     write_json(out_dir / "targets.json", verdicts)
     report = write_report(out_dir / "REPORT.md", results, batch_sizes, plot, verdicts, answers(results),
-                          {**meta["provenance"], "checkpoint": meta["checkpoint"],
+                          {**meta["provenance"], "checkpoint": meta["checkpoint"], "timing": meta.get("timing"),
                            "threads": meta["provenance"].get("torch_threads")})
     return {"table": csv_path, "json": json_path, "plot": plot, "report": report}
 

@@ -1,0 +1,110 @@
+"""The latency protocol: interleaved rounds, its stopping rules, the A/A check, the roofline.
+
+Timings here are synthetic where a claim depends on their values (``_time_one`` replaced by
+draws with a known ratio), so the tests check the protocol, not the machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TinyNet
+from torch_impl import latency
+from torch_impl.latency import LatencyStats, aa_check, time_interleaved, torch_calls
+from torch_impl.lowrank import compress_model
+from torch_impl.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
+
+
+def synthetic(monkeypatch, speed: dict[str, float], noise: float, seed: int = 0) -> list[tuple[str, int]]:
+    """Replace each call's timing by ``speed[name]`` seconds times lognormal noise; returns the call log."""
+    rng, log = np.random.default_rng(seed), []
+
+    def fake(call, batch_size):
+        log.append(call.key)
+        return speed[call.key[0]] * float(np.exp(rng.normal(0, noise)))
+    monkeypatch.setattr(latency, "_time_one", fake)
+    return log
+
+
+def calls_for(names: list[str], batch_sizes=(100, 1)) -> dict:
+    class Call:
+        def __init__(self, key):
+            self.key = key
+
+        def __call__(self):
+            return None
+    return {n: {b: Call((n, b)) for b in batch_sizes} for n in names}
+
+
+def test_each_round_times_every_model_once_in_a_shuffled_order(monkeypatch) -> None:
+    log = synthetic(monkeypatch, {"dense": 1.0, "a": 0.5, "b": 0.2}, noise=0.01)
+    out = time_interleaved(calls_for(["dense", "a", "b"]), "dense", min_rounds=4, max_rounds=4, progress=False)
+    rounds = [log[i: i + 6] for i in range(0, 24, 6)]
+    assert out.rounds == 4 and all(sorted(r) == sorted(rounds[0]) for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # the order changes between rounds
+
+
+def test_ratios_and_intervals_recover_a_known_speed_up(monkeypatch) -> None:
+    synthetic(monkeypatch, {"dense": 1.0, "half": 0.5, "copy": 1.0}, noise=0.05)
+    out = time_interleaved(calls_for(["dense", "half", "copy"]), "dense", target=0.03, progress=False)
+    half, copy = out.stats["half"][100], out.stats["copy"][100]
+    assert out.stopped_by == "target" and out.warning() is None
+    assert half.ratio_lo <= 0.5 <= half.ratio_hi and (half.ratio_hi - half.ratio_lo) / 2 / half.ratio <= 0.03
+    assert aa_check(out.stats["copy"]) is None and copy.ratio_lo <= 1.0 <= copy.ratio_hi
+    assert out.stats["dense"][100].ratio == 1.0 and out.stats["half"][100].per_example_us == pytest.approx(
+        5000, rel=0.05)
+
+
+def test_noise_beyond_the_target_is_reported_not_hidden(monkeypatch) -> None:
+    synthetic(monkeypatch, {"dense": 1.0, "a": 0.5}, noise=0.5)
+    out = time_interleaved(calls_for(["dense", "a"]), "dense", min_rounds=3, max_rounds=6, progress=False)
+    assert out.stopped_by == "max rounds" and out.rounds == 6
+    assert "WARNING" in out.warning() and "max rounds" in out.warning()
+    capped = time_interleaved(calls_for(["dense", "a"]), "dense", time_cap_s=1e-9, progress=False)
+    assert capped.stopped_by == "time cap" and capped.rounds == 1 and "--time-cap" in capped.warning()
+
+
+def test_an_aa_interval_that_excludes_one_is_loud() -> None:
+    ok = {100: LatencyStats(100, 1.0, 0.1, 1.01, 0.98, 1.04, 10)}
+    bad = {100: LatencyStats(100, 1.0, 0.1, 1.08, 1.05, 1.11, 10)}
+    assert aa_check(ok) is None
+    assert "WARNING" in aa_check(bad) and "excludes 1.0" in aa_check(bad)
+
+
+def test_bad_protocol_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="reference 'x' is not among"):
+        time_interleaved(calls_for(["dense"]), "x")
+    with pytest.raises(ValueError, match="min_rounds <= max_rounds"):
+        time_interleaved(calls_for(["dense"]), "dense", min_rounds=5, max_rounds=2)
+    with pytest.raises(ValueError, match="batch size 41 needs 1..40 images"):
+        torch_calls(TinyNet(), torch.zeros(40, 32, 32, 3, dtype=torch.uint8), [41])
+
+
+def test_real_calls_are_timed_per_batch_size() -> None:
+    images = torch.randint(0, 256, (40, 32, 32, 3), dtype=torch.uint8)
+    out = time_interleaved({"dense": torch_calls(TinyNet(), images, [40, 1]),
+                            "other": torch_calls(TinyNet(), images, [40, 1])}, "dense", min_rounds=2,
+                           max_rounds=2, progress=False)
+    assert set(out.stats["other"]) == {40, 1} and all(s.per_example_us > 0 for s in out.stats["other"].values())
+    assert "interleaved rounds" in out.method and "channels-last" in out.method
+
+
+def test_roofline_bound_and_fraction() -> None:
+    roof = Roofline(gemm_flops_per_s=1e11, copy_bytes_per_s=1e10, gemm_n=1, copy_mb=1, device="cpu")
+    # 1e6 MACs x 100 examples = 2e8 FLOP -> 2 ms; 1e6 weight bytes + 100 x 3,112 bytes -> 0.13 ms
+    assert roofline_fraction(roof, 10**6, 10**6, 100, per_example_us=40.0) == pytest.approx(0.5)
+    # batch 1: bytes bound, (1e6 + 3,112) / 1e10 s = 100.3112 us
+    assert roofline_fraction(roof, 10**6, 10**6, 1, per_example_us=200.6224) == pytest.approx(0.5)
+    measured = measure_roofline("cpu", gemm_n=256, copy_mb=8)
+    assert measured.gemm_flops_per_s > 1e8 and measured.copy_bytes_per_s > 1e8
+
+
+def test_a_reconstructed_layer_reads_a_dense_weight() -> None:
+    net = TinyNet()
+    factorized, _ = compress_model(net, rank_fraction=0.5)
+    reconstructed, _ = compress_model(net, rank_fraction=0.5, mode="reconstructed")
+    dense_bytes = weight_bytes_read(net)
+    assert weight_bytes_read(reconstructed) == dense_bytes
+    assert weight_bytes_read(factorized) == dense_bytes - 3072 * 10 * 4 + 5 * (3072 + 10) * 4

@@ -1,0 +1,84 @@
+"""Intervals and tests for the numbers the sweep and the comparison report.
+
+- Latency ratios: per-round ratios of a model's time to the reference's, from interleaved
+  rounds (``torch_impl.latency``); the estimate is their median and the 95% interval a
+  percentile bootstrap over rounds (rounds are the independent units: each holds one call of
+  every model under the same machine conditions).
+- Accuracy differences: two models scored on the same images are paired; the difference's
+  95% interval is a paired bootstrap over images, and McNemar's exact test asks whether the
+  images one model alone gets right outnumber those the other alone gets right by more than
+  chance (``scipy.stats.binomtest`` on the discordant pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+N_BOOT = 2000
+CONFIDENCE = 0.95
+
+
+def _percentiles(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(samples, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def ratio_interval(model_s: np.ndarray | list[float], reference_s: np.ndarray | list[float],
+                   n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """(median of per-round ratios, 95% low, 95% high); round i timed both ``model_s[i]`` and
+    ``reference_s[i]``."""
+    ratios = np.asarray(model_s, dtype=float) / np.asarray(reference_s, dtype=float)
+    if ratios.ndim != 1 or len(ratios) == 0:
+        raise ValueError(f"need one time per round for both models, got shapes {np.shape(model_s)} "
+                         f"and {np.shape(reference_s)}")
+    if len(ratios) == 1:
+        return float(ratios[0]), float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(ratios), size=(n_boot, len(ratios)))
+    return (float(np.median(ratios)), *_percentiles(np.median(ratios[idx], axis=1)))
+
+
+def relative_halfwidth(estimate: float, lo: float, hi: float) -> float:
+    """Half the interval's width as a share of the estimate (inf while there is no interval)."""
+    return float("inf") if np.isnan(lo) or np.isnan(hi) else (hi - lo) / 2 / estimate
+
+
+@dataclass
+class AccuracyDiff:
+    """``model`` minus ``reference`` accuracy on the same images, with its interval and test."""
+
+    diff: float  # in [-1, 1]
+    lo: float
+    hi: float
+    only_reference: int  # images only the reference classifies correctly
+    only_model: int  # images only the model classifies correctly
+    p_value: float  # McNemar's exact test, two-sided
+
+    def as_dict(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}_diff": self.diff, f"{prefix}_diff_lo": self.lo, f"{prefix}_diff_hi": self.hi,
+                f"{prefix}_mcnemar_p": self.p_value, f"{prefix}_only_dense": self.only_reference,
+                f"{prefix}_only_model": self.only_model}
+
+
+def accuracy_diff(model_correct: np.ndarray, reference_correct: np.ndarray, n_boot: int = N_BOOT,
+                  seed: int = 0) -> AccuracyDiff:
+    """Paired comparison of two models' per-image correctness (boolean arrays, same images).
+
+    Each image contributes -1, 0 or +1 to the difference; resampling images with replacement
+    is the same as drawing how many of each from a multinomial, which is what is drawn here
+    (exactly the paired bootstrap, without materializing n_boot x n indices).
+    """
+    m, r = np.asarray(model_correct, dtype=bool), np.asarray(reference_correct, dtype=bool)
+    if m.shape != r.shape or m.ndim != 1 or m.size == 0:
+        raise ValueError(f"need per-image correctness of both models on the same images, got shapes "
+                         f"{m.shape} and {r.shape}")
+    n = m.size
+    only_m, only_r = int((m & ~r).sum()), int((r & ~m).sum())
+    probs = np.array([only_r, n - only_m - only_r, only_m]) / n
+    counts = np.random.default_rng(seed).multinomial(n, probs, size=n_boot)
+    diffs = (counts[:, 2] - counts[:, 0]) / n
+    p = binomtest(min(only_m, only_r), only_m + only_r, 0.5).pvalue if only_m + only_r else 1.0
+    return AccuracyDiff((only_m - only_r) / n, *_percentiles(diffs), only_r, only_m, float(p))
