@@ -72,9 +72,11 @@ skip jax || step jax_cpu_preset 150 $PY scripts/train.py $COMMON --framework jax
 CKPT="$RUNS/torch_cpu_preset/model.pt"
 if [ -f "$CKPT" ]; then
     JAX_RUN=(); [ -f "$RUNS/jax_cpu_preset/metrics.json" ] && JAX_RUN=(--jax-run "$RUNS/jax_cpu_preset")
+    # each script's timing rounds are capped well inside its step's limit
     step parity_gpu 150 $PY scripts/parity_report.py --checkpoint "$CKPT" "${JAX_RUN[@]}" \
-        --out-dir "$RUNS/parity_gpu" $SWEEP_ARGS
-    step sweep_gpu 100 $PY scripts/sweep_ranks.py --checkpoint "$CKPT" --out-dir "$RUNS/sweep_gpu" $SWEEP_ARGS
+        --out-dir "$RUNS/parity_gpu" --time-cap 25 $SWEEP_ARGS
+    step sweep_gpu 100 $PY scripts/sweep_ranks.py --checkpoint "$CKPT" --out-dir "$RUNS/sweep_gpu" \
+        --time-cap 40 $SWEEP_ARGS
 fi
 skip seed || step seed_preset 400 $PY scripts/train.py $COMMON --preset seed --accelerator "$ACCEL" --out-dir "$RUNS/seed_preset" $SEED_ARGS
 

@@ -37,8 +37,8 @@ SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of call
 SMALL_BATCH_CALLS = 20
 PROTOCOL = (f"interleaved rounds (each round calls every model once per batch size in a shuffled order; "
             f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
-            "per-example median over rounds; ratio to the reference = median of per-round ratios, 95% "
-            "percentile-bootstrap interval over rounds")
+            "per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of per-round "
+            "ratios, 95% percentile-bootstrap interval over rounds")
 
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 
@@ -84,7 +84,7 @@ class LatencyStats:
     batch_size: int
     per_example_us: float  # median over rounds
     iqr_us: float
-    ratio: float  # median of per-round (this model's time / the reference's time)
+    ratio: float  # trimmed geometric mean of per-round (this model's time / the reference's time)
     ratio_lo: float  # 95% bootstrap interval over rounds
     ratio_hi: float
     rounds: int

@@ -1,0 +1,59 @@
+"""One comparison end to end on a tiny image tree: every row is scored on validation, then on
+test, all are timed together with the A/A control, and choices see validation numbers only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import write_image_folder
+from torch_impl.compare import run as compare_run
+from torch_impl.compare.recipes import default_recipes
+from torch_impl.compare.run import make_context, run_comparison, select_recipes, write_outputs
+from torch_impl.data import CIFAR10DataModule
+from torch_impl.model import build_model
+from torch_impl.results import CONTROL_FAMILY, Result
+
+RECIPES = "SVD f=0.2;budget 0.4M, data-aware + FT;dense int8"
+
+
+@pytest.mark.slow
+def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: Path, monkeypatch) -> None:
+    root = write_image_folder(tmp_path / "cifar", n_train=8, n_test=2)
+    dm = CIFAR10DataModule(str(root), str(tmp_path / "cache"), batch_size=8, val_fraction=0.25)
+    splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
+    ctx = make_context(build_model(0), dm, calib_images=16)
+    val_set = {a.tobytes() for a in splits["val"][0].numpy()}
+    assert not any(img.tobytes() in val_set for img in ctx.calib_images.numpy())  # calibration: training only
+    assert not any(img.tobytes() in val_set for img in dm.numpy_splits()["train"][0])  # so is the fine-tune
+    scored_on = []
+    real_accuracy = compare_run.accuracy
+    monkeypatch.setattr(compare_run, "accuracy", lambda m, images, labels: scored_on.append(images) or
+                        real_accuracy(m, images, labels))
+    recipes = select_recipes(default_recipes(ft_steps=2), RECIPES)
+    rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False, min_rounds=2,
+                                  max_rounds=2)
+    assert scored_on and all(images is splits["val"][0] for images in scored_on)  # before-fine-tune score
+    results = [Result.from_row(r) for r in rows]
+    assert [r.family for r in results[:2]] == ["dense", CONTROL_FAMILY]
+    assert [r.method for r in results[2:]] == RECIPES.split(";")
+    n_test = len(splits["test"][1])
+    for r in results:
+        assert 0 <= r.val_acc <= 1 and 0 <= r.test_acc <= 1
+        assert r.latency_ratio_lo[n_test] <= r.latency_ratio[n_test] <= r.latency_ratio_hi[n_test]
+        assert r.get(f"roofline_fraction_b{n_test}") > 0
+    for r in results[2:]:
+        assert r.get("test_diff_lo") <= r.get("test_diff") <= r.get("test_diff_hi")
+        assert 0 < r.get("test_mcnemar_p") <= 1 and r.get("val_diff") is not None
+    int8 = results[-1]
+    assert int8.params == results[0].params and int8.bytes < results[0].bytes / 3  # one byte per weight
+    assert timing["rounds"]["rounds"] == 2 and "interval" in timing["aa_control"]
+    meta = {"batch_sizes": [n_test, 1], "checkpoint": "x", "timing": timing,
+            "provenance": {"command": "test", "git_commit": "abc", "device": "cpu", "torch_threads": 2}}
+    paths = write_outputs(rows, tmp_path / "out", meta)
+    report = paths["report"].read_text()
+    assert "A/A control" in report and "chosen on validation" in report and "McNemar" in report
+    assert np.isfinite(paths["plot"].stat().st_size)

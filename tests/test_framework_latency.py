@@ -1,0 +1,32 @@
+"""The fair torch-vs-JAX timing runs both frameworks both ways on the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jax_ref import lowrank as jax_lowrank
+from torch_impl.framework_latency import HARNESS, WAYS, fair_latency, fair_table
+from torch_impl.haiku_convert import torch_to_haiku
+from torch_impl.lowrank import compress_model
+from torch_impl.model import build_model
+
+
+@pytest.mark.slow
+def test_both_frameworks_both_ways() -> None:
+    net = build_model(0).eval()
+    params = torch_to_haiku(net)
+    images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    torch_models = {"dense": net, "factorized f=0.5": compress_model(net, rank_fraction=0.5)[0]}
+    jax_models = {"dense": jax_lowrank.point_model(params, "dense", None)[1:],
+                  "factorized f=0.5": jax_lowrank.point_model(params, "factorized", 0.5)[1:]}
+    rows, timing = fair_latency(torch_models, jax_models, images, batch_size=12, progress=False, min_rounds=2,
+                                max_rounds=2)
+    assert [(r["point"], r["way"]) for r in rows] == [(p, w) for p in torch_models for w in (*WAYS.values(), HARNESS)]
+    for r in rows:
+        assert r["torch_us"] > 0
+        if r["way"] != HARNESS:
+            assert r["jax_us"] > 0 and r["torch_over_jax_lo"] <= r["torch_over_jax"] <= r["torch_over_jax_hi"]
+    assert timing["rounds"] == 2 and "chunks of 256 images" in fair_table(rows)
+    with pytest.raises(ValueError, match="the same points in both frameworks"):
+        fair_latency(torch_models, {"dense": jax_models["dense"]}, images, 12)
