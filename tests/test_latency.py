@@ -92,13 +92,14 @@ def test_real_calls_are_timed_per_batch_size() -> None:
 
 
 def test_roofline_bound_and_fraction() -> None:
-    roof = Roofline(gemm_flops_per_s=1e11, copy_bytes_per_s=1e10, gemm_n=1, copy_mb=1, device="cpu")
+    roof = Roofline(gemm_flops_per_s=1e11, read_bytes_per_s=1e10, copy_bytes_per_s=1e9, gemm_n=1, buffer_bytes=1,
+                    device="cpu")
     # 1e6 MACs x 100 examples = 2e8 FLOP -> 2 ms; 1e6 weight bytes + 100 x 3,112 bytes -> 0.13 ms
     assert roofline_fraction(roof, 10**6, 10**6, 100, per_example_us=40.0) == pytest.approx(0.5)
     # batch 1: bytes bound, (1e6 + 3,112) / 1e10 s = 100.3112 us
     assert roofline_fraction(roof, 10**6, 10**6, 1, per_example_us=200.6224) == pytest.approx(0.5)
-    measured = measure_roofline("cpu", gemm_n=256, copy_mb=8)
-    assert measured.gemm_flops_per_s > 1e8 and measured.copy_bytes_per_s > 1e8
+    measured = measure_roofline("cpu", buffer_bytes=2**23, gemm_n=256)
+    assert measured.gemm_flops_per_s > 1e8 and measured.read_bytes_per_s > 1e8 and measured.copy_bytes_per_s > 1e8
 
 
 def test_a_reconstructed_layer_reads_a_dense_weight() -> None:

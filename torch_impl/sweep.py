@@ -140,7 +140,7 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         entries.append((Result("dense, plain NCHW eager", "yardstick", dense.test_acc), PlainEager(model)))
         chunks[len(entries) - 1] = None
         entries[-1][0].measured["weight_bytes_read"] = dense.measured["weight_bytes_read"]
-    roof = measure_roofline(device) if roofline else None
+    roof = measure_roofline(device, dense.measured["weight_bytes_read"]) if roofline else None
     rounds = time_into(entries, images, batch_sizes, roof, chunks, progress, **protocol)
     summary = timing_summary(rounds, entries[_CONTROL_INDEX][0] if control else None, roof)
     if yardstick:
@@ -233,7 +233,7 @@ def describe_timing(timing: dict[str, Any]) -> str:
                                       f"[{lo:.3f}, {hi:.3f}] at batch {aa['batch_size']}: contains 1.0, as it should")
     if roof := timing.get("roofline"):
         lines.append(f"roofline ({roof['device']}): fp32 GEMM {roof['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, "
-                     f"copy {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+                     f"read {roof['read_bytes_per_s'] / 1e9:.1f} GB/s (copy {roof['copy_bytes_per_s'] / 1e9:.1f})")
     if y := timing.get("plain_nchw_eager_over_dense"):
         lines.append(f"yardstick: the plain NCHW eager dense model takes {y['ratio']:.2f}x the harness's time "
                      f"[{y['interval'][0]:.2f}, {y['interval'][1]:.2f}]; it puts other days' latencies on one scale")

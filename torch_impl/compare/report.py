@@ -180,7 +180,8 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
                      + (f". **{aa['warning']}**" if aa["warning"] else ", containing 1.0 as it should."))
     if roof:
         lines.append(f"Roofline: fp32 GEMM {roof['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s ({roof['gemm_n']}^3), "
-                     f"copy {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s ({roof['copy_mb']} MB).")
+                     f"read {roof['read_bytes_per_s'] / 1e9:.1f} GB/s, copy {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s "
+                     f"(over {roof['buffer_bytes'] / 1e6:.0f} MB, the dense weights' size).")
     lines += ["", f"![Pareto plot]({plot.name})", "", table(results, batch_sizes), "", "## Answers", ""]
     lines += [f"- {a}" for a in answers]
     lines += ["", "## Targets (rows chosen on validation accuracy, lines judged on test accuracy)", ""]

@@ -88,7 +88,8 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
         entries.append((result, model))
         if on_row is not None:
             on_row(result)
-    roof = measure_roofline(next(ctx.dense.parameters()).device) if roofline else None
+    roof = (measure_roofline(next(ctx.dense.parameters()).device, dense.measured["weight_bytes_read"])
+            if roofline else None)
     rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, **protocol)
     return [r.to_row() for r, _ in entries], timing_summary(rounds, entries[1][0], roof)
 
