@@ -21,16 +21,8 @@ import jax
 import torch
 
 from jax_ref import lowrank as jax_lowrank
+from torch_impl import cli
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import (
-    add_checkpoint_arg,
-    add_data_args,
-    add_device_arg,
-    add_progress_arg,
-    add_timing_args,
-    fail,
-    timing_protocol,
-)
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.framework_latency import HARNESS, WAYS, fair_latency, fair_table, ratio_table
 from torch_impl.haiku_convert import torch_to_haiku
@@ -47,15 +39,15 @@ FAIR_POINTS = ((None, "dense"), (0.5, "factorized"), (0.1, "factorized"))
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_arg(p)
+    cli.add_checkpoint_arg(p)
     p.add_argument("--jax-run", help="out-dir of `train.py --framework jax` (its metrics.json)")
     p.add_argument("--fractions", default=",".join(str(f) for f in PARITY_FRACTIONS),
                    help="default: 8 points (the JAX sweep costs ~1 ms per image on a 2-core CPU)")
-    add_data_args(p)
+    cli.add_data_args(p)
     p.add_argument("--out-dir", default="runs/parity")
-    add_device_arg(p)  # JAX uses its default backend
-    add_timing_args(p, time_cap_s=600)
-    add_progress_arg(p)
+    cli.add_device_arg(p)  # JAX uses its default backend
+    cli.add_timing_args(p, time_cap_s=600)
+    cli.add_progress_arg(p)
     return p.parse_args(argv)
 
 
@@ -68,9 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
                                            test_limit=args.test_limit).numpy_splits()["test"]
         net, meta = load_model(args.checkpoint)
         device = resolve_device(args.device)
-        protocol = timing_protocol(args)
+        protocol = cli.timing_protocol(args)
     except (DataError, ValueError, FileNotFoundError) as err:
-        fail(err)
+        cli.fail(err)
     batch_sizes = [min(10_000, len(labels)), 1]
     progress = not args.no_progress_bar
     # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/runtime.py).

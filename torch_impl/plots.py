@@ -92,6 +92,7 @@ def plot_sweep(runs: dict[str, list[dict[str, Any]]], out_dir: str | Path, batch
                     ax.annotate(f"{r['rank_fraction']:.1f}", (xi, 100 * r["test_acc"]), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")
         ax.plot([1.0], [100 * dense["test_acc"]], "k*", ms=12, label=_label(name, "dense"))
+    ax.axvline(1.0, color="gray", ls=":", lw=1)
     ax.set(xlabel=f"time over the dense model's at batch {big} (95% intervals)",
            ylabel="test accuracy (%, 95% interval of the difference to dense)",
            title="Accuracy vs latency (labels: rank fraction)", xlim=(0, None))
