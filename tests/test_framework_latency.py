@@ -17,9 +17,8 @@ def test_both_frameworks_both_ways() -> None:
     net = build_model(0).eval()
     params = torch_to_haiku(net)
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
-    torch_models = {"dense": net, "factorized f=0.5": compress_model(net, rank_fraction=0.5)[0]}
-    jax_models = {"dense": jax_lowrank.point_model(params, "dense", None)[1:],
-                  "factorized f=0.5": jax_lowrank.point_model(params, "factorized", 0.5)[1:]}
+    torch_models = {"factorized f=0.1": compress_model(net, rank_fraction=0.1)[0]}  # one point: JAX compiles
+    jax_models = {"factorized f=0.1": jax_lowrank.point_model(params, "factorized", 0.1)[1:]}
     rows, timing = fair_latency(torch_models, jax_models, images, batch_size=12, progress=False, min_rounds=2,
                                 max_rounds=2)
     assert [(r["point"], r["way"]) for r in rows] == [(p, w) for p in torch_models for w in (*WAYS.values(), HARNESS)]
@@ -29,4 +28,4 @@ def test_both_frameworks_both_ways() -> None:
             assert r["jax_us"] > 0 and r["torch_over_jax_lo"] <= r["torch_over_jax"] <= r["torch_over_jax_hi"]
     assert timing["rounds"] == 2 and "chunks of 256 images" in fair_table(rows)
     with pytest.raises(ValueError, match="the same points in both frameworks"):
-        fair_latency(torch_models, {"dense": jax_models["dense"]}, images, 12)
+        fair_latency(torch_models, {"dense": jax_lowrank.point_model(params, "dense", None)[1:]}, images, 12)

@@ -169,7 +169,8 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
              "reported. `d test pp` is the test accuracy minus dense's, with a paired-bootstrap 95% interval over "
              "the test images, and McNemar's exact p. `x dense` is the model's time over dense's from "
              "interleaved timing rounds, with a bootstrap 95% interval over rounds; `roofline` is the share of "
-             "the machine's bound (fp32 GEMM rate, copy bandwidth) the model reaches."]
+             "the machine's bound (fp32 GEMM rate, read bandwidth; int8 rows can pass 100%) the model reaches. "
+             "`MB read per call` differs from `MB stored` where a layer reads a cached dense product."]
     if rounds:
         lines += ["", f"Timing: {rounds['rounds']} rounds in {rounds['elapsed_s']:.0f} s, stopped by the "
                   f"{rounds['stopped_by']} (widest interval +-{100 * rounds['worst_halfwidth']:.1f}%, target "
