@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_impl.latency import Call, time_interleaved, torch_calls
+from torch_impl.latency import PROTOCOL, Call, time_interleaved, torch_calls
 from torch_impl.stats import ratio_interval
 
 FAIR_CHUNK = 256
@@ -82,7 +82,10 @@ def fair_latency(torch_models: dict[str, nn.Module], jax_models: dict[str, tuple
                          "jax_us": us(j), "torch_over_jax": r, "torch_over_jax_lo": lo, "torch_over_jax_hi": hi})
         rows.append({"point": point, "way": HARNESS, "batch_size": batch_size,
                      "torch_us": us(f"{point}|torch|harness")})
-    return rows, rounds.summary()
+    summary = rounds.summary()
+    summary["method"] = (f"{PROTOCOL}; torch calls: eager under inference_mode, or the harness ({HARNESS}); "
+                         "JAX calls: jax.jit of the Haiku network per part, ended by block_until_ready")
+    return rows, summary
 
 
 def ratio_table(torch_rows: list[dict], jax_rows: list[dict], batch_sizes: list[int]) -> tuple[str, list[dict]]:
@@ -108,10 +111,10 @@ def ratio_table(torch_rows: list[dict], jax_rows: list[dict], batch_sizes: list[
 
 def fair_table(fair: list[dict]) -> str:
     """``fair_latency``'s rows as text."""
-    lines = [f"{'point':<18}{'way':<56}{'torch us':>9}{'jax us':>8}  torch/jax [95%]"]
+    lines = [f"{'point':<18}{'way':<82}{'torch us':>9}{'jax us':>8}  torch/jax [95%]"]
     for r in fair:
         ratio = (f"{r['torch_over_jax']:.2f} [{r['torch_over_jax_lo']:.2f}, {r['torch_over_jax_hi']:.2f}]"
                  if "torch_over_jax" in r else "")
         jax_us = f"{r['jax_us']:.1f}" if "jax_us" in r else ""
-        lines.append(f"{r['point']:<18}{r['way']:<56}{r['torch_us']:>9.1f}{jax_us:>8}  {ratio}")
+        lines.append(f"{r['point']:<18}{r['way']:<82}{r['torch_us']:>9.1f}{jax_us:>8}  {ratio}")
     return "\n".join(lines)
