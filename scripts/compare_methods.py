@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                  fold_budget=args.fold_budget), args.only)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
+    origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)
     ctx = make_context(dense, dm, args.calib_images)
 
     def show(r: Result) -> None:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
             "batch_sizes": batch_sizes_for(n_test), "finetune_steps": args.finetune_steps,
             "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,
-            "provenance": provenance()}
+            "provenance": origin}
     paths = write_outputs(rows, out_dir, meta)
     print(describe_timing(timing))
     print("\n" + "\n".join(f"{k}: {v}" for k, v in paths.items()))

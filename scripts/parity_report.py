@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         cli.fail(err)
     batch_sizes = [min(10_000, len(labels)), 1]
     progress = not args.no_progress_bar
+    origin = provenance(device)  # the code and machine as the run starts (the tree may change while it runs)
     # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/runtime.py).
     full_fp32()
     jax.config.update("jax_default_matmul_precision", "highest")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         "jax_method": f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready, "
                       "matmul precision highest",
         "comparison": merged, "fair_latency": fair, "timing": {"sweep": timing, "fair": fair_timing},
-        "provenance": provenance(device),
+        "provenance": origin,
     }
     if args.jax_run:
         jax_metrics = json.loads((Path(args.jax_run) / "metrics.json").read_text())

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fail(err)
     progress = not args.no_progress_bar
     timing = {}
+    origin = provenance(device)  # the code and machine as the run starts (the tree may change while it runs)
     full_fp32()
     if args.framework == "torch":
         # yardstick: how fast is the machine today, by inference.PlainEager's time over the harness's
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     source = args.jax_params or args.checkpoint
     info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "fractions": fractions,
             "modes": modes, "batch_sizes": batch_sizes, "n_test": len(labels), "latency_method": method,
-            "timing": timing, "provenance": provenance(device)}
+            "timing": timing, "provenance": origin}
     csv_path, json_path = write_results(rows, out_dir, info)
     plots = plot_sweep({"": rows}, out_dir, tuple(batch_sizes))
     print(format_table(rows, tuple(batch_sizes)))
