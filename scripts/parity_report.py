@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     table, merged = ratio_table(torch_rows, jax_rows, batch_sizes)
     points = {label if f is None else f"{label} f={f:g}": f for f, label in FAIR_POINTS}
     fair, fair_timing = fair_latency(
-        {p: net if f is None else compress_model(net, rank_fraction=f)[0] for p, f in points.items()},
+        {p: (net if f is None else compress_model(net, rank_fraction=f)[0]).to(device) for p, f in points.items()},
         {p: jax_lowrank.point_model(params, "dense" if f is None else "factorized", f)[1:] for p, f in points.items()},
         images, batch_sizes[0], progress=progress, **protocol)
     out_dir = Path(args.out_dir)

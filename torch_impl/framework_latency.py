@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_impl.latency import PROTOCOL, Call, time_interleaved, torch_calls
+from torch_impl.latency import PROTOCOL, Call, sync, time_interleaved, torch_calls
 from torch_impl.stats import ratio_interval
 
 FAIR_CHUNK = 256
@@ -35,12 +35,15 @@ def _parts(n: int, chunk: int | None) -> list[slice]:
 
 def torch_call(model: nn.Module, images: torch.Tensor, chunk: int | None) -> Call:
     """The model on every part of the batch (one part: the whole batch), as one call."""
+    device = next(model.parameters()).device
     model.eval()
+    images = images.to(device)
     parts = _parts(len(images), chunk)
 
     def call() -> None:
         with torch.inference_mode():
             torch.cat([model(images[s]) for s in parts])
+        sync(device)
     return call
 
 

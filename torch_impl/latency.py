@@ -43,7 +43,8 @@ PROTOCOL = (f"interleaved rounds (each round calls every model once per batch si
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (GPU); a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -58,7 +59,7 @@ def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
         def call() -> None:
             with torch.inference_mode():
                 predict(model, batch, chunk)
-            _sync(device)
+            sync(device)
         return call
     for b in batch_sizes:
         if not 1 <= b <= images.shape[0]:
