@@ -3,6 +3,8 @@
 Part 2 ("reconstructed"): each ``w [in, out]`` is replaced by ``u @ v`` in the dense net.
 Part 3 ("factorized"): the low-rank net applies ``x @ u`` then ``@ v``.
 A rank fraction f keeps ``max(1, floor(f * min(in, out)))`` singular values.
+Dense parameters may come under either naming (``jax_ref.model.canonical``); which network
+they belong to (the pooling) is read from their shapes.
 """
 
 from __future__ import annotations
@@ -19,10 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jax_ref.model import FC_NAMES, MLP_IN, MLP_WIDTHS, low_rank_net, net
+from jax_ref.model import (
+    FC_NAMES,
+    MLP_WIDTHS,
+    canonical,
+    dense_net,
+    low_rank_net,
+    mlp_in,
+    native,
+    pooling_of,
+    take_home_names,
+)
 
 _FLOOR_SLACK = 1e-9  # as in the torch rule: 0.7 * 10 must keep 7 values, not 6
-CONV_MACS = 32 * 32 * 18 * (5 * 5 * 3) + 16 * 16 * 48 * (5 * 5 * 18)  # per example, both convs
+# per example, both convs; the same for both networks (haiku: conv2 is 32 x 16 x 48 outputs of 5*5*9)
+CONV_MACS = 32 * 32 * 18 * (5 * 5 * 3) + 16 * 16 * 48 * (5 * 5 * 18)
 
 
 def rank_for(rank_fraction: float, n_in: int, n_out: int) -> int:
@@ -31,8 +44,8 @@ def rank_for(rank_fraction: float, n_in: int, n_out: int) -> int:
     return max(1, math.floor(rank_fraction * min(n_in, n_out) + _FLOOR_SLACK))
 
 
-def ranks_for(rank_fraction: float) -> list[int]:
-    return [rank_for(rank_fraction, i, o) for i, o in zip(MLP_IN, MLP_WIDTHS)]
+def ranks_for(rank_fraction: float, pooling: str = "spatial") -> list[int]:
+    return [rank_for(rank_fraction, i, o) for i, o in zip(mlp_in(pooling), MLP_WIDTHS)]
 
 
 def rank_approximated_weight(weight: jnp.ndarray, rank: int, svd: tuple | None = None
@@ -54,13 +67,15 @@ def layer_svds(params: hk.Params) -> dict[str, tuple]:
     default device): a GPU's SVD of a 3000 x 3072 matrix is slower than the host's.
     """
     cpu = jax.devices("cpu")[0]
+    params = canonical(params)
     return {name: tuple(np.asarray(x) for x in jnp.linalg.svd(jax.device_put(params[name]["w"], cpu),
                                                                full_matrices=False))
             for name in FC_NAMES}
 
 
 def factorized_params(params: hk.Params, ranks: Sequence[int | None], svds: dict | None = None) -> hk.Params:
-    """Parameters for ``low_rank_net(ranks)`` from dense ones."""
+    """Parameters for ``low_rank_net(ranks, pooling)`` from dense ones."""
+    params = canonical(params)
     out = {k: v for k, v in params.items() if not k.startswith("fc")}
     for name, rank in zip(FC_NAMES, ranks):
         if rank is None:
@@ -73,13 +88,14 @@ def factorized_params(params: hk.Params, ranks: Sequence[int | None], svds: dict
 
 
 def reconstructed_params(params: hk.Params, ranks: Sequence[int | None], svds: dict | None = None) -> hk.Params:
-    """Dense parameters whose linear weights are replaced by their rank-r products."""
+    """Dense parameters (named as given) whose linear weights are replaced by their rank-r products."""
+    given, params = params, canonical(params)
     out = dict(params)
     for name, rank in zip(FC_NAMES, ranks):
         if rank is not None:
             u, v = rank_approximated_weight(params[name]["w"], rank, (svds or {}).get(name))
             out[name] = {"w": u @ v, "b": params[name]["b"]}
-    return out
+    return out if set(given) == set(out) else take_home_names(out)
 
 
 def compute_eval_metrics(apply_fn: Callable, params: hk.Params, images: np.ndarray, labels: np.ndarray,
@@ -123,14 +139,16 @@ def sweep_point(apply_fn: Callable, params: hk.Params, images: np.ndarray, label
 def point_model(params: hk.Params, mode: str, fraction: float | None, svds: dict | None = None
                 ) -> tuple[list[int | None], Callable, hk.Params]:
     """(ranks, apply function, parameters) of one sweep point: "dense", or a mode at a fraction."""
+    pooling = pooling_of(params)
+    params = native(params, pooling)
     if mode == "dense":
-        return [None] * len(FC_NAMES), net.apply, params
+        return [None] * len(FC_NAMES), dense_net(pooling).apply, params
     if mode not in ("factorized", "reconstructed"):
         raise ValueError(f"mode must be factorized or reconstructed, got {mode!r}")
-    ranks = ranks_for(fraction)
+    ranks = ranks_for(fraction, pooling)
     if mode == "factorized":
-        return ranks, low_rank_net(ranks).apply, factorized_params(params, ranks, svds)
-    return ranks, net.apply, reconstructed_params(params, ranks, svds)
+        return ranks, low_rank_net(ranks, pooling).apply, factorized_params(params, ranks, svds)
+    return ranks, dense_net(pooling).apply, reconstructed_params(params, ranks, svds)
 
 
 def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
@@ -142,12 +160,14 @@ def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
         batch_sizes = [len(labels), *batch_sizes]
     points = [("dense", None)] + [(m, f) for m in modes for f in fractions]
     svds = layer_svds(params)
+    pooling = pooling_of(params)
+    shapes = mlp_in(pooling)
     rows = []
     for mode, fraction in tqdm(points, desc="jax rank sweep", unit="point", disable=not progress):
         ranks, fn, p = point_model(params, mode, fraction, svds)
         mlp_macs = sum(i * o if r is None or mode == "reconstructed" else r * (i + o)
-                       for r, i, o in zip(ranks, MLP_IN, MLP_WIDTHS))
-        rows.append({"framework": "jax", "mode": mode, "rank_fraction": fraction, "ranks": ranks,
+                       for r, i, o in zip(ranks, shapes, MLP_WIDTHS))
+        rows.append({"framework": "jax", "pooling": pooling, "mode": mode, "rank_fraction": fraction, "ranks": ranks,
                      "mlp_macs": mlp_macs, "total_macs": CONV_MACS + mlp_macs,
                      **sweep_point(fn, p, images, labels, batch_sizes)})
     return rows

@@ -13,14 +13,26 @@ Bugs of the original take-home code, and how this reference avoids each:
   leaves with ``i/2 != 0`` (true for every index but 0, so it dropped one bias and kept
   the rest): here the divisor is 255 and every parameter enters the L2 term.
 
+Two networks, by the pooling:
+  "spatial": the network the take-home meant, 2x2/2 average pools over H and W; flatten
+      8*8*48 = 3,072, 21,257,026 parameters.
+  "haiku": the take-home's ``hk.Sequential`` verbatim (``take_home_net_fn``). Its
+      ``hk.AvgPool(window_shape=(2, 2), ...)`` on NHWC input gets Haiku's window (1, 1, 2, 2)
+      and averages over W and C: conv2 sees 9 channels, flatten 32*8*24 = 6,144,
+      30,462,226 parameters. This is what the take-home's code trains.
+
 Shapes: images uint8 ``[N, 32, 32, 3]`` NHWC; conv kernels HWIO; linear weights
-``[in, out]``; ``hk.Flatten`` on NHWC flattens in H, W, C order to ``[N, 3072]``.
-Module names are explicit (``conv1``, ``conv2``, ``fc1``..``fc5``; low-rank layers
-``fcK_u`` (no bias) then ``fcK_v``) so that parameter trees are easy to read and convert.
+``[in, out]``; ``hk.Flatten`` on NHWC flattens in H, W, C order.
+Parameter names: the spatial network names its modules (``conv1``, ``conv2``,
+``fc1``..``fc5``); the literal one has Haiku's automatic names (``conv2_d``, ``conv2_d_1``,
+``linear``, ``linear_1``..``linear_4``), as a take-home user's saved parameters do.
+``canonical`` and ``native`` rename between the two. Low-rank networks always use the
+explicit names, with layers ``fcK_u`` (no bias) then ``fcK_v``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import haiku as hk
@@ -31,8 +43,56 @@ import numpy as np
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 MLP_WIDTHS = (3000, 2000, 2000, 1000, 10)
-MLP_IN = (3072, 3000, 2000, 2000, 1000)
+MLP_IN = (3072, 3000, 2000, 2000, 1000)  # the spatial network's; ``mlp_in`` for either
 FC_NAMES = tuple(f"fc{i + 1}" for i in range(len(MLP_WIDTHS)))
+POOLINGS = ("spatial", "haiku")
+FLAT = {"spatial": 3072, "haiku": 6144}
+CANONICAL_NAMES = ("conv1", "conv2", *FC_NAMES)
+TAKE_HOME_NAMES = ("conv2_d", "conv2_d_1", "linear", *(f"linear_{i}" for i in range(1, len(MLP_WIDTHS))))
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling
+
+
+def mlp_in(pooling: str = "spatial") -> tuple[int, ...]:
+    return (FLAT[check_pooling(pooling)], *MLP_WIDTHS[:-1])
+
+
+def _rename(params: hk.Params, to: tuple[str, ...]) -> hk.Params:
+    """The same tree under the other naming (either one is accepted)."""
+    for names in (CANONICAL_NAMES, TAKE_HOME_NAMES):
+        if set(params) == set(names):
+            return {new: params[old] for old, new in zip(names, to)}
+    raise ValueError(f"expected the modules {list(CANONICAL_NAMES)} or {list(TAKE_HOME_NAMES)}, "
+                     f"got {sorted(params)}")
+
+
+def canonical(params: hk.Params) -> hk.Params:
+    """Dense parameters under the explicit names ``conv1``..``fc5``."""
+    return _rename(params, CANONICAL_NAMES)
+
+
+def take_home_names(params: hk.Params) -> hk.Params:
+    """Dense parameters under Haiku's automatic names, as the take-home's code has them."""
+    return _rename(params, TAKE_HOME_NAMES)
+
+
+def native(params: hk.Params, pooling: str) -> hk.Params:
+    """Dense parameters under the names ``dense_net(pooling)`` uses."""
+    return take_home_names(params) if check_pooling(pooling) == "haiku" else canonical(params)
+
+
+def pooling_of(params: hk.Params) -> str:
+    """Which network dense parameters (either naming) belong to, read from conv2's kernel."""
+    shape = tuple(np.shape(canonical(params)["conv2"]["w"]))
+    for pooling, c_in in (("spatial", 18), ("haiku", 9)):
+        if shape == (5, 5, c_in, 48):
+            return pooling
+    raise ValueError(f"conv2's kernel has shape {shape}, which matches neither network "
+                     "(spatial: (5, 5, 18, 48), haiku: (5, 5, 9, 48))")
 
 
 def normalize(images: jnp.ndarray) -> jnp.ndarray:
@@ -46,26 +106,53 @@ def normalize(images: jnp.ndarray) -> jnp.ndarray:
     return (x - jnp.asarray(CIFAR10_MEAN, dtype)) / jnp.asarray(CIFAR10_STD, dtype)
 
 
-# 2x2/2 average pooling over H and W. The take-home wrote ``window_shape=(2, 2)``, which
-# current Haiku pads with leading ones to (1, 1, 2, 2): it would pool over W and C and
-# break the specified 8*8*48 = 3072 flatten. The full NHWC window says what is meant.
-POOL = dict(window_shape=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID")
+# "spatial": 2x2/2 average pooling over H and W, the full NHWC window saying what is meant.
+# "haiku": the take-home's arguments, which Haiku pads with leading ones to (1, 1, 2, 2).
+POOLS = {"spatial": dict(window_shape=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID"),
+         "haiku": dict(window_shape=(2, 2), strides=(2, 2), padding="VALID")}
+POOL = POOLS["spatial"]
 
 
-def _trunk(x: jnp.ndarray) -> jnp.ndarray:
-    # Do not alter: the take-home's architecture (Haiku's Conv2D pads SAME by default).
+def take_home_net_fn(images: jnp.ndarray) -> jnp.ndarray:
+    """The take-home's ``net_fn`` as written, with only its input bugs fixed (``normalize``)."""
+    x = normalize(images)
+
+    # Do NOT alter the architecture definition below.
+    net = hk.Sequential([
+        hk.Conv2D(output_channels=6*3, kernel_shape=(5,5)),
+        jax.nn.relu,
+        hk.AvgPool(window_shape=(2,2), strides=(2,2), padding='VALID'),
+        jax.nn.relu,
+        hk.Conv2D(output_channels=16*3, kernel_shape=(5,5)),
+        jax.nn.relu,
+        hk.AvgPool(window_shape=(2,2), strides=(2,2), padding='VALID'),
+        hk.Flatten(),
+        hk.Linear(3000), jax.nn.relu,
+        hk.Linear(2000), jax.nn.relu,
+        hk.Linear(2000), jax.nn.relu,
+        hk.Linear(1000), jax.nn.relu,
+        hk.Linear(10),
+    ])
+    return net(x)
+
+
+def _trunk(x: jnp.ndarray, pooling: str) -> jnp.ndarray:
+    # The take-home's architecture (Haiku's Conv2D pads SAME by default), modules named.
+    pool = POOLS[check_pooling(pooling)]
     return hk.Sequential([
         hk.Conv2D(output_channels=18, kernel_shape=(5, 5), name="conv1"), jax.nn.relu,
-        hk.AvgPool(**POOL), jax.nn.relu,
+        hk.AvgPool(**pool), jax.nn.relu,
         hk.Conv2D(output_channels=48, kernel_shape=(5, 5), name="conv2"), jax.nn.relu,
-        hk.AvgPool(**POOL),
+        hk.AvgPool(**pool),
         hk.Flatten(),
     ])(x)
 
 
-def net_fn(images: jnp.ndarray) -> jnp.ndarray:
+def net_fn(images: jnp.ndarray, pooling: str = "spatial") -> jnp.ndarray:
     """Dense network: logits ``[N, 10]`` for uint8 NHWC images."""
-    x = _trunk(normalize(images))
+    if check_pooling(pooling) == "haiku":
+        return take_home_net_fn(images)
+    x = _trunk(normalize(images), pooling)
     for i, (name, width) in enumerate(zip(FC_NAMES, MLP_WIDTHS)):
         x = hk.Linear(width, name=name)(x)
         if i < len(MLP_WIDTHS) - 1:
@@ -73,9 +160,9 @@ def net_fn(images: jnp.ndarray) -> jnp.ndarray:
     return x
 
 
-def low_rank_net_fn(images: jnp.ndarray, ranks: Sequence[int | None]) -> jnp.ndarray:
+def low_rank_net_fn(images: jnp.ndarray, ranks: Sequence[int | None], pooling: str = "spatial") -> jnp.ndarray:
     """Each linear layer as ``x @ u @ v + b`` (``u [in, r]``, ``v [r, out]``); None keeps it dense."""
-    x = _trunk(normalize(images))
+    x = _trunk(normalize(images), pooling)
     for i, (name, width, rank) in enumerate(zip(FC_NAMES, MLP_WIDTHS, ranks)):
         if rank is None:
             x = hk.Linear(width, name=name)(x)
@@ -87,16 +174,24 @@ def low_rank_net_fn(images: jnp.ndarray, ranks: Sequence[int | None]) -> jnp.nda
     return x
 
 
-net = hk.without_apply_rng(hk.transform(net_fn))
+DENSE_NETS = {p: hk.without_apply_rng(hk.transform(functools.partial(net_fn, pooling=p))) for p in POOLINGS}
+net = DENSE_NETS["spatial"]
 
 
-def low_rank_net(ranks: Sequence[int | None]) -> hk.Transformed:
+def dense_net(pooling: str = "spatial") -> hk.Transformed:
+    """The dense network; its parameters are named as ``native(params, pooling)`` names them."""
+    return DENSE_NETS[check_pooling(pooling)]
+
+
+def low_rank_net(ranks: Sequence[int | None], pooling: str = "spatial") -> hk.Transformed:
     ranks = tuple(ranks)
     if len(ranks) != len(MLP_WIDTHS):
         raise ValueError(f"need one rank per linear layer ({len(MLP_WIDTHS)}), got {len(ranks)}")
-    return hk.without_apply_rng(hk.transform(lambda images: low_rank_net_fn(images, ranks)))
+    check_pooling(pooling)
+    return hk.without_apply_rng(hk.transform(lambda images: low_rank_net_fn(images, ranks, pooling)))
 
 
-def init_params(seed: int = 42) -> hk.Params:
-    """Haiku's default init (truncated normal, std 1/sqrt(fan_in), zero bias) from PRNGKey(seed)."""
-    return net.init(jax.random.PRNGKey(seed), np.zeros((1, 32, 32, 3), np.uint8))
+def init_params(seed: int = 42, pooling: str = "spatial") -> hk.Params:
+    """Haiku's default init (truncated normal, std 1/sqrt(fan_in), zero bias) from PRNGKey(seed),
+    under the network's own names (``native``)."""
+    return dense_net(pooling).init(jax.random.PRNGKey(seed), np.zeros((1, 32, 32, 3), np.uint8))

@@ -3,6 +3,7 @@
 Adam 1e-3; loss = mean softmax cross-entropy + 1e-4 * 0.5 * sum of squared parameters
 (the gradient of the whole loss comes from ``jax.grad``); after every step the EMA
 ``avg = optax.incremental_update(params, avg, 0.001)``, starting from the initial weights.
+Either network trains (``pooling``); given parameters say which one they are by their shapes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jax_ref.model import init_params, net
+from jax_ref.model import dense_net, init_params, native, net, pooling_of, take_home_names
 
 LEARNING_RATE = 1e-3
 L2_COEF = 1e-4
@@ -40,18 +41,19 @@ def loss_fn(params: hk.Params, images: jnp.ndarray, labels: jnp.ndarray,
     return xent + l2_term(params)
 
 
-@partial(jax.jit, static_argnums=0)
-def _update(opt: optax.GradientTransformation, params: hk.Params, opt_state: optax.OptState,
+@partial(jax.jit, static_argnums=(0, 1))
+def _update(opt: optax.GradientTransformation, apply_fn: Callable, params: hk.Params, opt_state: optax.OptState,
             images: jnp.ndarray, labels: jnp.ndarray) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
-    loss, grads = jax.value_and_grad(loss_fn)(params, images, labels)
+    loss, grads = jax.value_and_grad(loss_fn)(params, images, labels, apply_fn)
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
 def update(params: hk.Params, opt_state: optax.OptState, images: jnp.ndarray, labels: jnp.ndarray,
-           opt: optax.GradientTransformation = optimizer) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
+           opt: optax.GradientTransformation = optimizer, apply_fn: Callable = net.apply
+           ) -> tuple[hk.Params, optax.OptState, jnp.ndarray]:
     """One jitted step of ``opt`` (the recipe's Adam) on the whole loss."""
-    return _update(opt, params, opt_state, images, labels)
+    return _update(opt, apply_fn, params, opt_state, images, labels)
 
 
 @jax.jit
@@ -64,8 +66,12 @@ def _predict(apply_fn: Callable, params: hk.Params, images: jnp.ndarray) -> jnp.
     return jnp.argmax(apply_fn(params, images), axis=-1)
 
 
-def accuracy(params: hk.Params, images: np.ndarray, labels: np.ndarray, apply_fn: Callable = net.apply,
+def accuracy(params: hk.Params, images: np.ndarray, labels: np.ndarray, apply_fn: Callable | None = None,
              chunk: int = 2000) -> float:
+    """Top-1 accuracy; without ``apply_fn``, of the dense network the parameters' shapes name."""
+    if apply_fn is None:
+        pooling = pooling_of(params)
+        params, apply_fn = native(params, pooling), dense_net(pooling).apply
     correct = 0
     for i in range(0, len(labels), chunk):
         correct += int((np.asarray(_predict(apply_fn, params, images[i: i + chunk])) == labels[i: i + chunk]).sum())
@@ -87,13 +93,20 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) 
 def train(train_data: tuple[np.ndarray, np.ndarray], steps: int, batch_size: int, seed: int = 42,
           params: hk.Params | None = None, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
           eval_every: int = 0, progress: bool = True, stream: Iterator[tuple] | None = None,
-          opt: optax.GradientTransformation = optimizer) -> dict[str, Any]:
+          opt: optax.GradientTransformation = optimizer, pooling: str = "spatial") -> dict[str, Any]:
     """Run the recipe; returns live and EMA params, the loss per step, and timings.
 
+    ``params`` (either naming) start the run instead of the seeded init, and name the network
+    themselves; otherwise ``pooling`` does. The returned parameters use the network's own names.
     ``stream`` overrides the shuffled batches (the parity tests feed torch's batches);
     ``opt`` overrides the recipe's Adam (the parity tests check that a wrong one is seen).
     """
-    params = init_params(seed) if params is None else params
+    if params is None:
+        params = init_params(seed, pooling)
+    else:
+        pooling = pooling_of(params)
+        params = native(params, pooling)
+    apply_fn = dense_net(pooling).apply
     avg_params = params
     opt_state = opt.init(params)
     losses, evals = [], []
@@ -102,7 +115,7 @@ def train(train_data: tuple[np.ndarray, np.ndarray], steps: int, batch_size: int
     bar = tqdm(range(steps), desc="jax train", unit="step", disable=not progress)
     for step in bar:
         images, labels = next(stream)
-        params, opt_state, loss = update(params, opt_state, images, labels, opt)
+        params, opt_state, loss = update(params, opt_state, images, labels, opt, apply_fn)
         avg_params = ema_update(params, avg_params)
         losses.append(loss)
         if eval_data is not None and eval_every and (step + 1) % eval_every == 0:
@@ -115,15 +128,18 @@ def train(train_data: tuple[np.ndarray, np.ndarray], steps: int, batch_size: int
 
 
 def save_params(path: str | Path, params: hk.Params) -> Path:
-    """Flat ``.npz`` with keys ``module/name`` (e.g. ``fc1/w``)."""
+    """Dense parameters as a flat ``.npz`` with keys ``module/name`` under the take-home's names
+    (``conv2_d/w``, ..., ``linear_4/b``): the file a take-home user would have written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    params = take_home_names(params)
     flat = {f"{m}/{n}": np.asarray(v) for m, d in params.items() for n, v in d.items()}
     np.savez(path, **flat)
     return path
 
 
 def load_params(path: str | Path) -> hk.Params:
+    """A ``save_params`` file (or any flat ``module/name`` ``.npz``), names as stored."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no Haiku parameters at {path}")

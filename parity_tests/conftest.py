@@ -2,6 +2,8 @@
 
 The torch side and the JAX side meet only here and in the tests: ``jax_ref`` receives
 plain numpy arrays (images, labels, Haiku parameter trees from ``torch_impl.haiku_convert``).
+Every test that takes ``trained_net`` runs for both networks (``pooling``): the spatial one,
+and the take-home's code as Haiku runs it, where the JAX side is Haiku's own ``hk.AvgPool``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from tests.conftest import REAL_DATA
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lit_module import LitClassifier
-from torch_impl.model import Net
+from torch_impl.model import POOLINGS, Net
 
 TRAIN_STEPS = 200  # enough for clear class margins and an accuracy curve worth comparing
 
@@ -25,12 +27,17 @@ def real_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return CIFAR10DataModule(str(REAL_DATA), batch_size=128).numpy_splits()
 
 
+@pytest.fixture(scope="session", params=POOLINGS)
+def pooling(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def trained_net(real_splits) -> Net:
+def trained_net(real_splits, pooling: str) -> Net:
     """The recipe's live weights after a short Lightning run on real images."""
     L.seed_everything(0, verbose=False)
     dm = CIFAR10DataModule(str(REAL_DATA), batch_size=128, train_limit=20000)
-    module = LitClassifier(init_seed=42)
+    module = LitClassifier(init_seed=42, pooling=pooling)
     trainer = L.Trainer(max_steps=TRAIN_STEPS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
     trainer.fit(module, datamodule=dm)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstructed_params
-from jax_ref.model import low_rank_net, net
+from jax_ref.model import dense_net, low_rank_net
 from jax_ref.train import accuracy as jax_accuracy
 from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.inference import accuracy as torch_accuracy
@@ -28,7 +28,7 @@ N_TEST = 2000
 
 
 @pytest.fixture(scope="module")
-def curves(trained_net, real_splits) -> dict[str, dict[str, list[float]]]:
+def curves(trained_net, real_splits, pooling: str) -> dict[str, dict[str, list[float]]]:
     pick = np.random.default_rng(0).permutation(len(real_splits["test"][1]))[:N_TEST]  # all classes
     images, labels = real_splits["test"][0][pick], real_splits["test"][1][pick]
     dense = jax.device_get(torch_to_haiku(trained_net))
@@ -39,13 +39,13 @@ def curves(trained_net, real_splits) -> dict[str, dict[str, list[float]]]:
         for f in DEFAULT_FRACTIONS:
             small, _ = compress_model(trained_net, rank_fraction=f, mode=mode, svds=t_svds)
             t_curve.append(100 * torch_accuracy(small, torch.from_numpy(images), torch.from_numpy(labels)))
-            ranks = ranks_for(f)
+            ranks = ranks_for(f, pooling)
             if mode == "factorized":
                 j_curve.append(100 * jax_accuracy(factorized_params(dense, ranks, j_svds), images, labels,
-                                                  low_rank_net(ranks).apply))
+                                                  low_rank_net(ranks, pooling).apply))
             else:
                 j_curve.append(100 * jax_accuracy(reconstructed_params(dense, ranks, j_svds), images, labels,
-                                                  net.apply))
+                                                  dense_net(pooling).apply))
         out["torch"][mode], out["jax"][mode] = t_curve, j_curve
     return out
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstructed_params
-from jax_ref.model import init_params, low_rank_net, net
+from jax_ref.model import dense_net, init_params, low_rank_net
 from torch_impl.haiku_convert import haiku_to_torch, torch_to_haiku
 from torch_impl.inference import predict
 from torch_impl.lowrank import compress_model, model_svds
-from torch_impl.model import build_model
+from torch_impl.model import POOLINGS, build_model
 
 # The same weights on both sides, one forward pass (no chaotic growth). Measured on an Intel
 # Xeon: logits differ by 4.0e-5 at most (margin 10 against atol + rtol * |logit|).
@@ -52,20 +52,28 @@ def assert_same_classes(got: np.ndarray, want: np.ndarray, what: str) -> None:
     assert not mismatch.any(), f"{what}: {mismatch.sum()} images with a clear margin change class"
 
 
-def test_conversion_round_trip_is_exact() -> None:
-    net_t = build_model(3)
-    back = haiku_to_torch(torch_to_haiku(net_t))
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("names", ["auto", "canonical", "take-home"])
+def test_conversion_round_trip_is_exact(pooling: str, names: str) -> None:
+    net_t = build_model(3, pooling)
+    back = haiku_to_torch(torch_to_haiku(net_t, names))
+    assert back.pooling == pooling
     for (k, a), b in zip(net_t.state_dict().items(), back.state_dict().values()):
         assert torch.equal(a, b), k
 
 
-def test_conversion_matches_haiku_names_and_shapes() -> None:
-    hk_params = jax.device_get(init_params(0))
-    converted = torch_to_haiku(build_model(0))
-    assert set(converted) == set(hk_params)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_conversion_matches_haiku_names_and_shapes(pooling: str) -> None:
+    """The literal network's tree is what ``hk.transform`` of the take-home's hk.Sequential
+    makes: conv2_d_1.w (5, 5, 9, 48), linear.w (6144, 3000), the same names."""
+    hk_params = jax.device_get(init_params(0, pooling))
+    converted = torch_to_haiku(build_model(0, pooling))
+    assert list(converted) == list(hk_params)
     for m in hk_params:
         for n in hk_params[m]:
             assert converted[m][n].shape == hk_params[m][n].shape, (m, n)
+    if pooling == "haiku":
+        assert converted["conv2_d_1"]["w"].shape == (5, 5, 9, 48) and converted["linear"]["w"].shape == (6144, 3000)
 
 
 def test_haiku_to_torch_rejects_wrong_trees() -> None:
@@ -73,35 +81,43 @@ def test_haiku_to_torch_rejects_wrong_trees() -> None:
     params["fc2"]["w"] = params["fc2"]["w"].T
     with pytest.raises(ValueError, match=r"fc2/w: expected shape \(3000, 2000\), got \(2000, 3000\)"):
         haiku_to_torch(params)
-    with pytest.raises(ValueError, match="missing \\['conv1'\\]"):
+    with pytest.raises(ValueError, match="must have the modules .* got \\['conv2', 'fc1'"):
         haiku_to_torch({k: v for k, v in params.items() if k != "conv1"})
+    params = {m: dict(d) for m, d in torch_to_haiku(build_model(0)).items()}
+    params["conv2"]["w"] = params["conv2"]["w"][:, :, :12]
+    with pytest.raises(ValueError, match=r"match neither network: conv2 w \(5, 5, 12, 48\)"):
+        haiku_to_torch(params)
 
 
-def test_haiku_init_loaded_into_torch_gives_the_same_logits() -> None:
-    hk_params = jax.device_get(init_params(42))  # the other direction: Haiku's own init
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_haiku_init_loaded_into_torch_gives_the_same_logits(pooling: str) -> None:
+    hk_params = jax.device_get(init_params(42, pooling))  # the other direction: Haiku's own init
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    assert_logits_close(torch_logits(haiku_to_torch(hk_params), images), jax_logits(net.apply, hk_params, images),
-                        "haiku init")
+    torch_net = haiku_to_torch(hk_params)
+    assert torch_net.pooling == pooling
+    assert_logits_close(torch_logits(torch_net, images), jax_logits(dense_net(pooling).apply, hk_params, images),
+                        f"haiku init, {pooling}")
 
 
 @pytest.mark.slow
-def test_dense_logits_and_classes_on_real_images(trained_net, real_splits) -> None:
+def test_dense_logits_and_classes_on_real_images(trained_net, real_splits, pooling: str) -> None:
     images = real_splits["test"][0][:2000]
-    params = torch_to_haiku(trained_net)
-    t, j = torch_logits(trained_net, images), jax_logits(net.apply, params, images)
-    assert_logits_close(t, j, "dense")
-    assert_same_classes(t, j, "dense")
+    params = torch_to_haiku(trained_net)  # "haiku": the take-home's names, for its verbatim hk.Sequential
+    t, j = torch_logits(trained_net, images), jax_logits(dense_net(pooling).apply, params, images)
+    assert_logits_close(t, j, f"dense {pooling}")
+    assert_same_classes(t, j, f"dense {pooling}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", FRACTIONS)
-def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, fraction: float) -> None:
+def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, pooling: str, fraction: float
+                                               ) -> None:
     """Torch's SVD factors, run by Haiku's factorized network: the forward passes agree."""
     images = real_splits["test"][0][:1000]
     small, report = compress_model(trained_net, rank_fraction=fraction, svds=svds[0])
     ranks = [r.rank for r in report]
-    assert ranks == ranks_for(fraction)  # both sides apply the same rank rule
-    j = jax_logits(low_rank_net(ranks).apply, torch_to_haiku(small), images)
+    assert ranks == ranks_for(fraction, pooling)  # both sides apply the same rank rule
+    j = jax_logits(low_rank_net(ranks, pooling).apply, torch_to_haiku(small), images)
     t = torch_logits(small, images)
     assert_logits_close(t, j, f"factorized f={fraction}")
     assert_same_classes(t, j, f"factorized f={fraction}")
@@ -109,16 +125,17 @@ def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, f
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", FRACTIONS)
-def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, svds, fraction: float) -> None:
+def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, svds, pooling: str,
+                                                       fraction: float) -> None:
     images = real_splits["test"][0][:1000]
     dense = torch_to_haiku(trained_net)
-    ranks = ranks_for(fraction)
+    ranks = ranks_for(fraction, pooling)
     for mode in ("factorized", "reconstructed"):
         small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=svds[0])
         if mode == "factorized":
-            j = jax_logits(low_rank_net(ranks).apply, factorized_params(dense, ranks, svds[1]), images)
+            j = jax_logits(low_rank_net(ranks, pooling).apply, factorized_params(dense, ranks, svds[1]), images)
         else:
-            j = jax_logits(net.apply, reconstructed_params(dense, ranks, svds[1]), images)
+            j = jax_logits(dense_net(pooling).apply, reconstructed_params(dense, ranks, svds[1]), images)
         t = torch_logits(small, images)
         assert_logits_close(t, j, f"{mode} f={fraction}")
         assert_same_classes(t, j, f"{mode} f={fraction}")

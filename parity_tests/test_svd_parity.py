@@ -9,7 +9,7 @@ import torch
 from jax_ref.lowrank import layer_svds, rank_approximated_weight, rank_for
 from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lowrank import LowRankLinear, linear_svd, rank_from_fraction
-from torch_impl.model import build_model
+from torch_impl.model import POOLINGS, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 SVALS_RTOL, SVALS_ATOL = 1e-4, 1e-6  # torch works in float64, JAX in float32; 8.5e-7 absolute (margin 40)
@@ -37,18 +37,19 @@ def spectral_weight(n_in: int, n_out: int, seed: int) -> torch.nn.Linear:
     return lin
 
 
-@pytest.fixture(scope="module")
-def layers():
-    """The five linear layers, their Haiku parameters, and each side's SVDs (computed once)."""
-    net = build_model(42)
+@pytest.fixture(scope="module", params=POOLINGS)
+def layers(request):
+    """The five linear layers of either network, their Haiku parameters (named ``fcK``), and
+    each side's SVDs (computed once)."""
+    net = build_model(42, request.param)
     linears = [m for m in net.classifier if isinstance(m, torch.nn.Linear)]
-    params = torch_to_haiku(net)
+    params = torch_to_haiku(net, "canonical")
     return linears, params, [linear_svd(m) for m in linears], layer_svds(params)
 
 
 def test_rank_rules_agree() -> None:
     for f in np.arange(1.0, 0.0, -0.05):
-        for shape in ((3072, 3000), (3000, 2000), (2000, 1000), (1000, 10)):
+        for shape in ((6144, 3000), (3072, 3000), (3000, 2000), (2000, 1000), (1000, 10)):
             assert rank_from_fraction(float(f), *shape) == rank_for(float(f), *shape)
 
 

@@ -41,12 +41,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
+from jax_ref.model import canonical, dense_net
 from jax_ref.train import LEARNING_RATE, loss_fn
 from jax_ref.train import train as jax_train
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.haiku_convert import HaikuTree, torch_to_haiku
 from torch_impl.lit_module import L2_COEF, LitClassifier, recipe_loss
-from torch_impl.model import build_model
+from torch_impl.model import POOLINGS, build_model
 
 pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 
@@ -73,7 +74,7 @@ class Run:
 
 def torch_run(images: np.ndarray, labels: np.ndarray, steps: int, precision: str,
               module_cls: type[LitClassifier] = LitClassifier, ema_cls: type[TakeHomeEMA] = TakeHomeEMA,
-              l2_coef: float = L2_COEF) -> Run:
+              l2_coef: float = L2_COEF, pooling: str = "spatial") -> Run:
     """The real training path: Lightning, fused Adam with coupled weight decay, ``TakeHomeEMA``."""
 
     class LossRecorder(Callback):
@@ -83,7 +84,7 @@ def torch_run(images: np.ndarray, labels: np.ndarray, steps: int, precision: str
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.losses.append(float(trainer.callback_metrics["train/loss"]))
 
-    module = module_cls(model=build_model(42), l2_coef=l2_coef)
+    module = module_cls(model=build_model(42, pooling), l2_coef=l2_coef)
     loader = DataLoader(TensorDataset(torch.from_numpy(images), torch.from_numpy(labels)), batch_size=BATCH,
                         shuffle=False)
     rec, ema = LossRecorder(), ema_cls()
@@ -91,27 +92,32 @@ def torch_run(images: np.ndarray, labels: np.ndarray, steps: int, precision: str
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
                         precision=precision)
     trainer.fit(module, loader)
-    ema_tree = torch_to_haiku(module.model)  # after fit the module holds the EMA
+    ema_tree = torch_to_haiku(module.model, "canonical")  # after fit the module holds the EMA
     module.load_state_dict(ema.live_state_dict)
-    return Run(np.array(rec.losses), ema_tree, torch_to_haiku(module.model))
+    return Run(np.array(rec.losses), ema_tree, torch_to_haiku(module.model, "canonical"))
 
 
 def jax_run(images: np.ndarray, labels: np.ndarray, steps: int, dtype: type,
-            opt: optax.GradientTransformation | None = None, order: list[int] | None = None) -> Run:
-    """``jax.grad`` of the whole loss, optax Adam, ``optax.incremental_update``; torch's batches."""
+            opt: optax.GradientTransformation | None = None, order: list[int] | None = None,
+            pooling: str = "spatial") -> Run:
+    """``jax.grad`` of the whole loss, optax Adam, ``optax.incremental_update``; torch's batches.
+
+    The start is torch's init, converted; for the "haiku" network that is the take-home's
+    tree, trained through its verbatim ``hk.Sequential``."""
     order = list(range(steps)) if order is None else order
     stream = ((images[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in order)
-    params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), torch_to_haiku(build_model(42)))
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), torch_to_haiku(build_model(42, pooling)))
     with jax.enable_x64(dtype == np.float64):
         kwargs = {} if opt is None else {"opt": opt}
         out = jax_train((images, labels), steps, BATCH, params=params, stream=stream, progress=False, **kwargs)
-        return Run(out["losses"], jax.device_get(out["avg_params"]), jax.device_get(out["params"]))
+        return Run(out["losses"], canonical(jax.device_get(out["avg_params"])),
+                   canonical(jax.device_get(out["params"])))
 
 
-def differences(a: Run, b: Run, norm: Callable[[np.ndarray], float] = lambda d: np.abs(d).max()
-                ) -> dict[str, float]:
+def differences(a: Run, b: Run, norm: Callable[[np.ndarray], float] = lambda d: np.abs(d).max(),
+                pooling: str = "spatial") -> dict[str, float]:
     """Largest relative difference of the losses, and of any weight tensor to its movement."""
-    start = torch_to_haiku(build_model(42))
+    start = torch_to_haiku(build_model(42, pooling), "canonical")
 
     def worst(x: HaikuTree, y: HaikuTree) -> float:
         return max(float(norm(np.asarray(x[m][n], np.float64) - y[m][n])
@@ -127,16 +133,17 @@ def _batch(real_splits, n: int) -> tuple[np.ndarray, np.ndarray]:
     return images[:n], labels[:n]
 
 
-def test_loss_and_gradients_on_one_batch(real_splits) -> None:
-    model = build_model(42)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_loss_and_gradients_on_one_batch(real_splits, pooling: str) -> None:
+    model = build_model(42, pooling)
     images, labels = _batch(real_splits, 128)
-    params = torch_to_haiku(model)
-    j_loss, j_grads = jax.value_and_grad(loss_fn)(params, images, labels)
+    params = torch_to_haiku(model)  # "haiku": the take-home's tree for its verbatim hk.Sequential
+    j_loss, j_grads = jax.value_and_grad(loss_fn)(params, images, labels, dense_net(pooling).apply)
     t_loss = recipe_loss(model, torch.from_numpy(images), torch.from_numpy(labels))
     t_loss.backward()
     np.testing.assert_allclose(t_loss.detach().item(), float(j_loss), rtol=LOSS_RTOL)
     # torch gradients, in Haiku layout through the same converter as the weights
-    grad_net = build_model(42)
+    grad_net = build_model(42, pooling)
     for p, g in zip(grad_net.parameters(), model.parameters()):
         p.data.copy_(g.grad)
     t_grads = torch_to_haiku(grad_net)
@@ -146,19 +153,24 @@ def test_loss_and_gradients_on_one_batch(real_splits) -> None:
                                        rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=lambda s: f"grad {m}/{n}: {s}")
 
 
-def test_float64_lockstep_agrees_to_round_off(real_splits) -> None:
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_float64_lockstep_agrees_to_round_off(real_splits, pooling: str) -> None:
     images, labels = _batch(real_splits, STEPS * BATCH)
-    t, j = torch_run(images, labels, STEPS, "64-true"), jax_run(images, labels, STEPS, np.float64)
+    t = torch_run(images, labels, STEPS, "64-true", pooling=pooling)
+    j = jax_run(images, labels, STEPS, np.float64, pooling=pooling)
     assert t.ema["fc1"]["w"].dtype == j.ema["fc1"]["w"].dtype == np.float64
+    assert t.ema["fc1"]["w"].shape == ((3072, 3000) if pooling == "spatial" else (6144, 3000))
     assert j.losses[-10:].mean() < j.losses[0] - 0.05, "the compared trajectory should show learning"
-    diff = differences(t, j)
+    diff = differences(t, j, pooling=pooling)
     assert max(diff.values()) < FP64_RTOL, f"float64 lockstep over {STEPS} steps differs: {diff}"
 
 
-def test_float32_first_steps_agree(real_splits) -> None:
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_float32_first_steps_agree(real_splits, pooling: str) -> None:
     images, labels = _batch(real_splits, FP32_STEPS * BATCH)
-    t, j = torch_run(images, labels, FP32_STEPS, "32-true"), jax_run(images, labels, FP32_STEPS, np.float32)
-    diff = differences(t, j, norm=np.linalg.norm)
+    t = torch_run(images, labels, FP32_STEPS, "32-true", pooling=pooling)
+    j = jax_run(images, labels, FP32_STEPS, np.float32, pooling=pooling)
+    diff = differences(t, j, norm=np.linalg.norm, pooling=pooling)
     assert diff["loss"] < FP32_LOSS_RTOL, diff
     assert max(diff["ema"], diff["live"]) < FP32_PARAM_RTOL, diff
 

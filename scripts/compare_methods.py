@@ -77,9 +77,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not len(splits["val"][1]):
             raise ValueError("the validation split is empty; every choice is made on it")
         protocol = timing_protocol(args)
-        check_fold_budget(dense, args.fold_budget)
+        if dense.pooling == "spatial":
+            check_fold_budget(dense, args.fold_budget)
+        else:
+            print(f"the checkpoint holds the {dense.pooling!r} network (pools over W and C): the recipes that "
+                  "fold or prune around spatial pools do not apply and are left out")
         recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
-                                                 fold_budget=args.fold_budget), args.only)
+                                                 fold_budget=args.fold_budget, pooling=dense.pooling), args.only)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)

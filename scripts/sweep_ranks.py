@@ -3,7 +3,13 @@
     python scripts/sweep_ranks.py                                   # runs/train/model.pt
     python scripts/sweep_ranks.py --checkpoint runs/s7/model.pt --fractions 1.0,0.5,0.2,0.1
     python scripts/sweep_ranks.py --framework jax                   # the JAX/Haiku reference
-    python scripts/sweep_ranks.py --framework jax --jax-params runs/jax/params.npz
+    python scripts/sweep_ranks.py --haiku-params runs/jax/params.npz     # Haiku parameters, into torch
+    python scripts/sweep_ranks.py --framework jax --haiku-params runs/jax/params.npz
+    python scripts/sweep_ranks.py --haiku-params params.pkl --trust-pickle  # a take-home user's pickle
+
+Haiku parameters (a dict {'conv2_d': {'w', 'b'}, ..., 'linear_4': {...}} as the take-home's
+code makes them, or jax_ref's names) load into the network their shapes match: the
+take-home's code as it runs (pools over W and C) or the spatial one.
 
 Writes <out-dir>/sweep.csv, sweep.json (with provenance) and three PNG plots.
 """
@@ -26,6 +32,7 @@ from torch_impl.cli import (
     timing_protocol,
 )
 from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.haiku_convert import haiku_to_torch, load_haiku_params, torch_to_haiku
 from torch_impl.lowrank import MODES
 from torch_impl.plots import plot_sweep
 from torch_impl.provenance import provenance
@@ -44,8 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_arg(p)
     p.add_argument("--framework", choices=("torch", "jax"), default="torch")
-    p.add_argument("--jax-params", help="with --framework jax: a params.npz from jax_ref training "
-                                        "instead of the converted torch checkpoint")
+    p.add_argument("--haiku-params", "--jax-params", dest="haiku_params", metavar="FILE",
+                   help="sweep these Haiku parameters (.npz with module/name keys, e.g. from "
+                        "`train.py --framework jax`; or a pickle with --trust-pickle) instead of --checkpoint")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow --haiku-params to be a pickle (.pkl): loading one can run any code it holds")
     p.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS))
     p.add_argument("--modes", default=",".join(MODES), help="factorized,reconstructed")
     p.add_argument("--batch-sizes", default="10000,1", help="latency batch sizes")
@@ -66,12 +76,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if bad := [m for m in modes if m not in MODES]:
             raise ValueError(f"--modes takes {','.join(MODES)}, got {bad}")
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-        if args.jax_params and args.framework != "jax":
-            raise ValueError("--jax-params holds Haiku parameters: add --framework jax")
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, test_limit=args.test_limit)
         images, labels = dm.numpy_splits()["test"]
         batch_sizes = [min(b, len(labels)) for b in batch_sizes]
-        net, meta = (None, {}) if args.jax_params else load_model(args.checkpoint)
+        if args.haiku_params:
+            haiku = load_haiku_params(args.haiku_params, trust_pickle=args.trust_pickle)
+            net, meta = haiku_to_torch(haiku).eval(), {"haiku_params": str(args.haiku_params)}
+        else:
+            net, meta = load_model(args.checkpoint)
+            haiku = None
         device = resolve_device(args.device)
         protocol = timing_protocol(args)
     except (DataError, ValueError, FileNotFoundError) as err:
@@ -90,16 +103,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         import jax
 
         from jax_ref import lowrank as jax_lowrank
-        from jax_ref.train import load_params
-        from torch_impl.haiku_convert import torch_to_haiku
 
         jax.config.update("jax_default_matmul_precision", "highest")  # full fp32, as torch: runtime.py
-        params = load_params(args.jax_params) if args.jax_params else torch_to_haiku(net)
+        params = haiku if haiku is not None else torch_to_haiku(net)
         rows = jax_lowrank.run_sweep(params, images, labels, fractions, modes, batch_sizes, progress=progress)
         method = f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready"
     out_dir = Path(args.out_dir or ("runs/sweep" if args.framework == "torch" else "runs/sweep_jax"))
-    source = args.jax_params or args.checkpoint
-    info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "fractions": fractions,
+    source = args.haiku_params or args.checkpoint
+    info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "pooling": net.pooling,
+            "fractions": fractions,
             "modes": modes, "batch_sizes": batch_sizes, "n_test": len(labels), "latency_method": method,
             "timing": timing, "provenance": origin}
     csv_path, json_path = write_results(rows, out_dir, info)

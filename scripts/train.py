@@ -5,6 +5,7 @@
     python scripts/train.py --preset seed --accelerator gpu     # the take-home's protocol
     python scripts/train.py --out-dir runs/train --resume       # continue a killed run
     python scripts/train.py --framework jax --out-dir runs/jax  # the JAX/Haiku reference
+    python scripts/train.py --pooling haiku --out-dir runs/haiku  # the take-home's code as it runs
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from torch_impl.cli import add_data_args, add_progress_arg, fail, positive_int
 from torch_impl.data import DataError
 from torch_impl.jax_training import run_jax_training
+from torch_impl.model import DEFAULT_POOLING, POOLINGS
 from torch_impl.runtime import flush_denormals
 from torch_impl.training import PRESETS, config_from_preset, run_training
 
@@ -29,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="optimizer steps (overrides the preset)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int, default=42, help="init and shuffling seed (default: 42)")
+    p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
+                   help="spatial: 2x2 pools over H and W, the network the take-home meant (default); haiku: "
+                        "the take-home's hk.AvgPool as Haiku runs it, over W and C (30.5 M parameters)")
     p.add_argument("--eval-every", type=int, help="validate the EMA every N steps")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (resume loses at most N)")
     add_data_args(p)
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     try:
         cfg = config_from_preset(
-            args.preset, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+            args.preset, steps=args.steps, batch_size=args.batch_size, seed=args.seed, pooling=args.pooling,
             eval_every=args.eval_every, ckpt_every=args.ckpt_every, data_dir=args.data_dir,
             cache_dir=args.cache_dir, out_dir=args.out_dir, download=args.download,
             val_fraction=args.val_fraction, train_limit=args.train_limit, test_limit=args.test_limit,
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
             metrics = run_training(cfg, resume=args.resume)
     except (DataError, FileNotFoundError, ValueError) as err:
         fail(err)
-    summary = {k: metrics[k] for k in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")}
+    keys = ("pooling", "test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")
+    summary = {k: metrics[k] for k in keys}
     print(json.dumps(summary, indent=2))
     weights = "params.npz" if args.framework == "jax" else "model.pt"
     print(f"wrote {Path(cfg.out_dir) / weights} and {Path(cfg.out_dir) / 'metrics.json'}")

@@ -73,10 +73,44 @@ def test_bad_val_fraction(bad: float) -> None:
 
 
 # Each bad input stops with one message naming the path and what was expected.
-def test_no_location_given(monkeypatch, cache_dir: Path) -> None:
+def _offline(monkeypatch) -> list:
+    """torchvision's download raising what it raises without a network; records the calls."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(kwargs.get("download_root", args[1] if len(args) > 1 else None))
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    return calls
+
+
+def test_no_location_given_downloads_to_the_default_and_says_what_to_do_offline(
+        tmp_path: Path, monkeypatch, cache_dir: Path) -> None:
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
-    with pytest.raises(DataError, match="--data-dir.*CIFAR10_DIR"):
+    monkeypatch.chdir(tmp_path)
+    calls = _offline(monkeypatch)
+    with pytest.raises(DataError) as err:
         load_cifar10(None, cache_dir)
+    assert calls == [str(tmp_path / "data" / "cifar10")]  # it tried torchvision's download, there
+    message = str(err.value)
+    assert "\n" not in message
+    for needed in ("could not download CIFAR-10 into", "offline", "--data-dir", "CIFAR10_DIR",
+                   "train/<class>/", "cifar-10-batches-py"):
+        assert needed in message, needed
+
+
+def test_the_default_location_is_read_when_it_holds_a_copy(image_tree: Path, tmp_path: Path, monkeypatch,
+                                                           cache_dir: Path) -> None:
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    (tmp_path / "cwd" / "data").mkdir(parents=True)
+    image_tree.rename(tmp_path / "cwd" / "data" / "cifar10")
+    monkeypatch.chdir(tmp_path / "cwd")
+    calls = _offline(monkeypatch)
+    assert load_cifar10(None, cache_dir).train_images.shape[1:] == (32, 32, 3)
+    assert calls == []
 
 
 def test_missing_directory(tmp_path: Path, cache_dir: Path) -> None:

@@ -33,14 +33,40 @@ def test_parameter_shapes_and_count(params) -> None:
     assert sum(v.size for v in jax.tree_util.tree_leaves(params)) == 21_257_026
 
 
-def test_pooling_is_spatial_and_flatten_is_3072(params) -> None:
+@pytest.mark.parametrize("pooling, flat", [("spatial", 3072), ("haiku", 6144)])
+def test_pooling_and_flatten(params, pooling: str, flat: int) -> None:
+    import functools
+
     import haiku as hk
 
     from jax_ref.model import _trunk
 
-    trunk = hk.without_apply_rng(hk.transform(_trunk))
+    trunk = hk.without_apply_rng(hk.transform(functools.partial(_trunk, pooling=pooling)))
     x = normalize(np.zeros((2, 32, 32, 3), np.uint8))
-    assert trunk.apply({k: params[k] for k in ("conv1", "conv2")}, x).shape == (2, 3072)
+    convs = trunk.init(jax.random.PRNGKey(0), x)
+    assert trunk.apply(convs, x).shape == (2, flat)
+
+
+def test_the_take_home_sequential_as_haiku_runs_it() -> None:
+    """The issue's figures for the take-home's hk.Sequential, verbatim (dm-haiku 0.0.17):
+    its 2x2 AvgPool on NHWC pools over W and C, so conv2 sees 9 channels and fc1 6,144."""
+    import haiku as hk
+
+    from jax_ref.model import TAKE_HOME_NAMES, canonical, dense_net, pooling_of, take_home_net_fn
+
+    literal = init_params(0, "haiku")
+    assert list(literal) == list(TAKE_HOME_NAMES)
+    assert literal["conv2_d_1"]["w"].shape == (5, 5, 9, 48) and literal["linear"]["w"].shape == (6144, 3000)
+    assert sum(v.size for v in jax.tree_util.tree_leaves(literal)) == 30_462_226
+    assert pooling_of(literal) == "haiku" and pooling_of(init_params(0)) == "spatial"
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    # the module really is the verbatim Sequential: transformed on its own, the same parameters
+    verbatim = hk.without_apply_rng(hk.transform(take_home_net_fn))
+    assert jax.tree_util.tree_structure(verbatim.init(jax.random.PRNGKey(0), x)) == \
+        jax.tree_util.tree_structure(literal)
+    # the named low-rank trunk with the take-home's pool arguments is the same network
+    same = low_rank_net([None] * 5, "haiku").apply(canonical(literal), x)
+    np.testing.assert_array_equal(np.asarray(dense_net("haiku").apply(literal, x)), np.asarray(same))
 
 
 def test_normalize_matches_hand_computation() -> None:

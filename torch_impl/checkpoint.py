@@ -3,6 +3,8 @@
 Two files are understood: ``model.pt`` written by ``scripts/train.py`` (the plain
 ``Net`` state dict plus metadata) and any Lightning ``.ckpt`` it wrote, whose
 ``state_dict`` holds the EMA weights (``TakeHomeEMA`` puts them there) under ``model.``.
+Which network a file holds (``Net``'s pooling) is read from its weights' shapes, so a file
+never needs a flag to load; ``model.pt`` also records it in its metadata.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torch_impl.model import Net
+from torch_impl.model import Net, pooling_of
 
 FORMAT = "svd_compress.model/1"
 
@@ -22,7 +24,8 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "state_dict": state, "meta": meta or {}}, path)
+    meta = {"pooling": getattr(model, "pooling", None), **(meta or {})}
+    torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, path)
     return path
 
 
@@ -43,9 +46,9 @@ def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
         meta = {"global_step": blob.get("global_step"), "hyper_parameters": blob.get("hyper_parameters")}
     else:
         raise ValueError(f"{path} is neither a model.pt from scripts/train.py nor a Lightning checkpoint")
-    net = Net()
     try:
+        net = Net(pooling_of(state), init=False)
         net.load_state_dict(state)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
         raise ValueError(f"{path} does not hold this project's network: {err}") from None
     return net.eval(), meta

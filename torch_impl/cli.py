@@ -25,8 +25,9 @@ def positive_int(text: str) -> int:
 
 
 def add_data_args(p: argparse.ArgumentParser, test_limit: bool = True) -> None:
-    p.add_argument("--data-dir", help="CIFAR-10 location (default: $CIFAR10_DIR): image folders "
-                                      "train/<class>/ and test/<class>/, or torchvision's cifar-10-batches-py")
+    p.add_argument("--data-dir", help="CIFAR-10 location (default: $CIFAR10_DIR, else ./data/cifar10, downloaded "
+                                      "there when missing): image folders train/<class>/ and test/<class>/, "
+                                      "or torchvision's cifar-10-batches-py")
     p.add_argument("--cache-dir", help="decoded-array cache (default: $SVD_COMPRESS_CACHE or ~/.cache/svd_compress)")
     if test_limit:
         p.add_argument("--test-limit", type=positive_int,

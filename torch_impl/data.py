@@ -5,6 +5,8 @@ Two on-disk layouts are accepted:
     ``torchvision.datasets.ImageFolder``; ``../shared/cifar10`` is laid out this way);
   * torchvision's ``cifar-10-batches-py`` (``torchvision.datasets.CIFAR10``), downloaded
     on request with ``download=True``.
+Where: ``--data-dir``, else ``$CIFAR10_DIR``, else ``./data/cifar10`` (torchvision's habit),
+which is downloaded into by torchvision (progress bar, checksums) when it holds no copy.
 
 Decoding 60,000 JPEGs takes a while, so the decoded arrays are written once to a cache
 directory (the data directory may be read-only) and later runs start in seconds. The
@@ -27,6 +29,8 @@ from tqdm.auto import tqdm
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_ENV = "CIFAR10_DIR"
+DEFAULT_DATA_DIR = Path("data") / "cifar10"  # relative to the working directory
+LAYOUTS = ("image folders train/<class>/ + test/<class>/, or torchvision's cifar-10-batches-py/")
 CACHE_ENV = "SVD_COMPRESS_CACHE"
 CACHE_VERSION = 1
 
@@ -46,14 +50,14 @@ class CifarArrays:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """``data_dir``, else ``$CIFAR10_DIR``, else ``./data/cifar10``."""
     if data_dir is None:
-        data_dir = os.environ.get(DATA_ENV)
-    if not data_dir:
-        raise DataError(
-            f"no CIFAR-10 location given: pass --data-dir PATH or set {DATA_ENV}=PATH "
-            "(an image-folder tree train/<class>/, test/<class>/ or torchvision's cifar-10-batches-py)"
-        )
+        data_dir = os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
     return Path(data_dir).expanduser().resolve()
+
+
+def _is_default(data_dir: str | os.PathLike | None) -> bool:
+    return data_dir is None and not os.environ.get(DATA_ENV)
 
 
 def default_cache_dir() -> Path:
@@ -114,8 +118,7 @@ def _read_torchvision(root: Path, download: bool) -> CifarArrays:
         except OSError as err:  # URLError and friends when offline
             raise DataError(
                 f"could not download CIFAR-10 into {root} ({err}); this machine may be offline: "
-                f"point --data-dir or {DATA_ENV} at a local copy (train/<class>/ + test/<class>/ "
-                "image folders, or an extracted cifar-10-batches-py)"
+                f"pass --data-dir PATH or set {DATA_ENV}=PATH to a local copy ({LAYOUTS})"
             ) from None
         out += [np.ascontiguousarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)]
     return CifarArrays(*out)
@@ -157,6 +160,13 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, cache_dir: str | os.
                  download: bool = False) -> CifarArrays:
     """Decoded CIFAR-10, from the cache when its fingerprint matches, else decoded and cached."""
     root = resolve_data_dir(data_dir)
+    if _is_default(data_dir) and not download:
+        try:
+            detect_layout(root)
+        except DataError:  # nothing there yet: fetch it, as torchvision's own examples do
+            print(f"no CIFAR-10 location given and none at {root}: downloading it there with torchvision "
+                  f"(or pass --data-dir PATH / set {DATA_ENV}=PATH to use a copy you have)", flush=True)
+            download = True
     layout = detect_layout(root, download)
     if layout == "torchvision" and download:
         _read_torchvision(root, download=True)  # fetch first so the fingerprint sees the files

@@ -27,9 +27,10 @@ def run_jax_training(cfg: TrainConfig) -> dict:
     start = time.perf_counter()
     val = splits["val"] if len(splits["val"][1]) else None
     out = train(splits["train"], cfg.steps, cfg.batch_size, cfg.seed, eval_data=val,
-                eval_every=cfg.eval_every, progress=cfg.progress_bar)
+                eval_every=cfg.eval_every, progress=cfg.progress_bar, pooling=cfg.pooling)
     metrics = {
         "framework": "jax",
+        "pooling": cfg.pooling,
         "test_acc_ema": accuracy(out["avg_params"], *splits["test"]),
         "test_acc_live": accuracy(out["params"], *splits["test"]),
         "steps": cfg.steps, "train_time_s": out["train_time_s"], "wall_time_s": time.perf_counter() - start,

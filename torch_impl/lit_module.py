@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from torch_impl.model import NUM_CLASSES, build_model
+from torch_impl.model import DEFAULT_POOLING, NUM_CLASSES, build_model
 
 LEARNING_RATE = 1e-3
 L2_COEF = 1e-4
@@ -40,11 +40,11 @@ class LitClassifier(L.LightningModule):
     """Wraps any classifier taking uint8 NHWC images (the dense ``Net`` by default)."""
 
     def __init__(self, model: nn.Module | None = None, init_seed: int = 42, lr: float = LEARNING_RATE,
-                 l2_coef: float = L2_COEF, fused_adam: bool | None = None) -> None:
+                 l2_coef: float = L2_COEF, fused_adam: bool | None = None, pooling: str = DEFAULT_POOLING) -> None:
         super().__init__()
         # "teacher": Lightning also reads the arguments of subclasses' __init__ (LitDistiller)
         self.save_hyperparameters(ignore=["model", "teacher"])
-        self.model = model if model is not None else build_model(init_seed)
+        self.model = model if model is not None else build_model(init_seed, pooling)
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)

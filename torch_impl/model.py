@@ -1,12 +1,19 @@
 """The take-home's conv+MLP as a plain ``nn.Module``, with Haiku's semantics.
 
-Shape glossary (N = batch):
-    input            uint8  [N, 32, 32, 3]    NHWC, as CIFAR-10 is stored
-    normalize        fp32   [N, 3, 32, 32]    a channels-last *view* of the NHWC input
-    conv1 + pool     fp32   [N, 18, 16, 16]
-    conv2 + pool     fp32   [N, 48, 8, 8]
-    flatten          fp32   [N, 3072]         H, W, C order (Haiku's hk.Flatten on NHWC)
-    mlp              fp32   [N, 3000] -> [N, 2000] -> [N, 2000] -> [N, 1000] -> [N, 10]
+Two networks, by the pooling (``Net(pooling=...)``):
+  "spatial" (default): the network the take-home meant, 2x2/2 average pools over H and W.
+  "haiku": the network the take-home's code computes. Its ``hk.AvgPool(window_shape=(2, 2),
+      strides=(2, 2))`` on NHWC input gets the window (1, 1, 2, 2) from Haiku, so it averages
+      pairs of neighbouring *columns and channels* and leaves the rows alone.
+
+Shape glossary (N = batch; activations NCHW, as torch holds them):
+                     spatial                  haiku
+    input            uint8 [N, 32, 32, 3]     (the same)  NHWC, as CIFAR-10 is stored
+    normalize        [N, 3, 32, 32]           (the same)  a channels-last *view* of the input
+    conv1 + pool     [N, 18, 16, 16]          [N, 9, 32, 16]
+    conv2 + pool     [N, 48, 8, 8]            [N, 24, 32, 8]   (conv2: 18 -> 48 | 9 -> 48)
+    flatten          [N, 3072]                [N, 6144]   H, W, C order (hk.Flatten on NHWC)
+    mlp              [N, 3000] -> [N, 2000] -> [N, 2000] -> [N, 1000] -> [N, 10]
 
 Torch keeps its own weight layouts (Linear ``[out, in]``, conv OIHW); converting to
 Haiku's ``[in, out]`` and HWIO is the job of ``torch_impl.haiku_convert``.
@@ -24,8 +31,26 @@ CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 MLP_WIDTHS = (3000, 2000, 2000, 1000, NUM_CLASSES)
-FLAT_FEATURES = 8 * 8 * 48
-MLP_SHAPES = tuple(zip((FLAT_FEATURES, *MLP_WIDTHS[:-1]), MLP_WIDTHS))  # (in, out) per linear layer
+POOLINGS = ("spatial", "haiku")
+DEFAULT_POOLING = "spatial"
+FLAT_FEATURES_BY_POOLING = {"spatial": 8 * 8 * 48, "haiku": 32 * 8 * 24}
+CONV2_IN_BY_POOLING = {"spatial": 18, "haiku": 9}
+FLAT_FEATURES = FLAT_FEATURES_BY_POOLING[DEFAULT_POOLING]
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)} (spatial: the network the take-home "
+                         f"meant; haiku: the one its code computes), got {pooling!r}")
+    return pooling
+
+
+def mlp_shapes(pooling: str = DEFAULT_POOLING) -> tuple[tuple[int, int], ...]:
+    """(in, out) of each linear layer."""
+    return tuple(zip((FLAT_FEATURES_BY_POOLING[check_pooling(pooling)], *MLP_WIDTHS[:-1]), MLP_WIDTHS))
+
+
+MLP_SHAPES = mlp_shapes(DEFAULT_POOLING)
 # The weight layers' names in a Net (and its state dict), defined here once: positions in
 # ``features`` and ``classifier``, which Net.__init__ checks as it builds them.
 CONV_LAYERS = ("features.0", "features.4")  # conv 5x5 3->18, conv 5x5 18->48
@@ -75,6 +100,35 @@ class FlattenHWC(nn.Module):
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
 
+class HaikuAvgPool(nn.Module):
+    """``hk.AvgPool(window_shape=(2, 2), strides=(2, 2), padding="VALID")`` on NHWC input.
+
+    Haiku pads a short window with leading ones, to (1, 1, 2, 2): the mean of each 2x2
+    block of (W, C), rows untouched, a trailing odd column or channel dropped (VALID).
+    ``[N, C, H, W] -> [N, C // 2, H, W // 2]``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x = x[:, : c - c % 2, :, : w - w % 2]
+        return x.reshape(n, c // 2, 2, h, w // 2, 2).mean(dim=(2, 5))
+
+
+def _pool(pooling: str) -> nn.Module:
+    return nn.AvgPool2d(2, 2) if pooling == "spatial" else HaikuAvgPool()
+
+
+def pooling_of(state: dict[str, torch.Tensor]) -> str:
+    """Which network a ``Net`` state dict belongs to, read from conv2's input channels."""
+    key = f"{CONV_LAYERS[1]}.weight"
+    shape = tuple(state[key].shape) if key in state else None
+    for pooling, c_in in CONV2_IN_BY_POOLING.items():
+        if shape == (48, c_in, 5, 5):
+            return pooling
+    raise ValueError(f"{key} has shape {shape}, which matches neither network "
+                     f"(spatial: (48, 18, 5, 5), haiku: (48, 9, 5, 5))")
+
+
 def haiku_init_(module: nn.Module) -> None:
     """Haiku's default init: truncated normal (+-2 std), std 1/sqrt(fan_in), zero bias."""
     for m in module.modules():
@@ -87,23 +141,29 @@ def haiku_init_(module: nn.Module) -> None:
 
 
 class Net(nn.Module):
-    """Conv 5x5->18, ReLU, AvgPool, ReLU, Conv 5x5->48, ReLU, AvgPool, Flatten, MLP."""
+    """Conv 5x5->18, ReLU, AvgPool, ReLU, Conv 5x5->48, ReLU, AvgPool, Flatten, MLP.
 
-    def __init__(self) -> None:
+    ``pooling``: "spatial" (pools over H and W) or "haiku" (over W and C, as the take-home's
+    code runs); see the module docstring. ``init=False`` skips Haiku's init (seconds for
+    30 M parameters), for a network whose weights are loaded next.
+    """
+
+    def __init__(self, pooling: str = DEFAULT_POOLING, init: bool = True) -> None:
         super().__init__()
+        self.pooling = check_pooling(pooling)
         self.normalize = Normalize()
         self.features = nn.Sequential(
             nn.Conv2d(3, 18, kernel_size=5, padding=2),  # SAME padding for an odd kernel
             nn.ReLU(),
-            nn.AvgPool2d(2, 2),
+            _pool(pooling),
             nn.ReLU(),
-            nn.Conv2d(18, 48, kernel_size=5, padding=2),
+            nn.Conv2d(CONV2_IN_BY_POOLING[pooling], 48, kernel_size=5, padding=2),
             nn.ReLU(),
-            nn.AvgPool2d(2, 2),
+            _pool(pooling),
             FlattenHWC(),
         )
         layers: list[nn.Module] = []
-        in_features = FLAT_FEATURES
+        in_features = FLAT_FEATURES_BY_POOLING[pooling]
         for i, width in enumerate(MLP_WIDTHS):
             layers.append(nn.Linear(in_features, width))
             if i < len(MLP_WIDTHS) - 1:
@@ -112,14 +172,15 @@ class Net(nn.Module):
         self.classifier = nn.Sequential(*layers)
         assert [n for n, m in self.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))] == [
             *CONV_LAYERS, *LINEAR_LAYERS], "CONV_LAYERS / LINEAR_LAYERS no longer name Net's layers"
-        haiku_init_(self)
+        if init:
+            haiku_init_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.normalize(images)))
 
 
-def build_model(seed: int = 42) -> Net:
-    """A freshly initialised network; the init depends only on ``seed``."""
+def build_model(seed: int = 42, pooling: str = DEFAULT_POOLING) -> Net:
+    """A freshly initialised network; the init depends only on ``seed`` (and the pooling)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Net()
+        return Net(pooling)

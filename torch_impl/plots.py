@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from torch_impl.model import MLP_SHAPES  # noqa: E402
+from torch_impl.model import DEFAULT_POOLING, MLP_SHAPES, mlp_shapes  # noqa: E402
 
 STYLE = {"factorized": "o-", "reconstructed": "s--"}
 
@@ -37,7 +37,8 @@ def plot_sweep(runs: dict[str, list[dict[str, Any]]], out_dir: str | Path, batch
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    f_star = mac_break_even_fraction()
+    first = next(iter(runs.values()))[0]
+    f_star = mac_break_even_fraction(mlp_shapes(first.get("pooling") or DEFAULT_POOLING))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for name, rows in runs.items():

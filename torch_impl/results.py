@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 # Keys of a row that say how the model was made; every other unknown key is a measurement.
-SETTING_KEYS = ("framework", "mode", "rank_fraction", "ranks", "rule", "energy", "mlp_budget", "data_aware",
+SETTING_KEYS = ("framework", "pooling", "mode", "rank_fraction", "ranks", "rule", "energy", "mlp_budget", "data_aware",
                 "ranks_from", "conv_ranks", "channels", "pool_fold", "pruned", "int8", "finetune_steps",
                 "distilled")
 _LATENCY = re.compile(r"latency_(us|iqr_us|ratio|ratio_lo|ratio_hi)_b(\d+)$")

@@ -121,8 +121,10 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         if m not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {m!r}")
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+    pooling = getattr(model, "pooling", None)
     dense = Result("dense", "dense", float("nan"),
-                   settings={"framework": "torch", "mode": "dense", "rank_fraction": None, "ranks": [None] * n_linear})
+                   settings={"framework": "torch", "pooling": pooling, "mode": "dense", "rank_fraction": None,
+                             "ranks": [None] * n_linear})
     dense_correct = evaluate_into(dense, model, images, labels)
     entries = [(dense, model)]
     if control:
@@ -132,7 +134,8 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                                unit="point", disable=not progress):
         net, report = compress_model(model, rank_fraction=fraction, mode=mode, svds=svds)
         result = Result(sweep_method(mode, fraction), mode, float("nan"), settings={
-            "framework": "torch", "mode": mode, "rank_fraction": fraction, "ranks": [r.rank for r in report]})
+            "framework": "torch", "pooling": pooling, "mode": mode, "rank_fraction": fraction,
+            "ranks": [r.rank for r in report]})
         evaluate_into(result, net, images, labels, dense_correct)
         entries.append((result, net))
     chunks = {}
@@ -149,8 +152,8 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return [r.to_row() for r, _ in entries], summary
 
 
-CSV_FIELDS = ("method", "family", "framework", "mode", "rank_fraction", "test_acc", "test_diff", "test_diff_lo",
-              "test_diff_hi", "test_mcnemar_p", "latency_ratio_b10000", "latency_ratio_lo_b10000",
+CSV_FIELDS = ("method", "family", "framework", "pooling", "mode", "rank_fraction", "test_acc", "test_diff",
+              "test_diff_lo", "test_diff_hi", "test_mcnemar_p", "latency_ratio_b10000", "latency_ratio_lo_b10000",
               "latency_ratio_hi_b10000", "latency_us_b10000", "latency_iqr_us_b10000", "latency_ratio_b1",
               "latency_ratio_lo_b1", "latency_ratio_hi_b1", "latency_us_b1", "latency_iqr_us_b1",
               "roofline_fraction_b10000", "roofline_fraction_b1", "params", "bytes", "mlp_macs", "total_macs", "ranks")

@@ -16,6 +16,7 @@ from torch_impl.checkpoint import save_model
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.lit_module import LitClassifier
+from torch_impl.model import DEFAULT_POOLING, check_pooling
 from torch_impl.provenance import device_name, provenance, write_json
 
 
@@ -24,6 +25,7 @@ class TrainConfig:
     steps: int = 3500
     batch_size: int = 128
     seed: int = 42
+    pooling: str = DEFAULT_POOLING
     eval_every: int = 500
     ckpt_every: int = 500
     log_every: int = 50
@@ -57,6 +59,7 @@ def config_from_preset(preset: str | None, **overrides: Any) -> TrainConfig:
     base = PRESETS.get(preset, {}) if preset else {}
     cfg = TrainConfig(preset=preset, **base)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    check_pooling(cfg.pooling)
     for name in ("steps", "batch_size", "eval_every", "ckpt_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be a positive integer, got {getattr(cfg, name)}")
@@ -85,7 +88,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     dm = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, batch_size=cfg.batch_size,
                            val_fraction=cfg.val_fraction, split_seed=0, download=cfg.download,
                            train_limit=cfg.train_limit, test_limit=cfg.test_limit)
-    module = LitClassifier(init_seed=cfg.seed)
+    module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling)
     ema = TakeHomeEMA()
     checkpointing = ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=cfg.ckpt_every,
                                     save_top_k=0, save_last=True)
@@ -110,12 +113,13 @@ def run_training(cfg: TrainConfig, resume: bool = False,
 
     # After fit the module holds the EMA (WeightAveraging copies it in at train end).
     ema_test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]
-    live = LitClassifier(init_seed=cfg.seed)
+    live = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling)
     live.load_state_dict(ema.live_state_dict)
     live_test = trainer.test(live, datamodule=dm, verbose=False)[0]["test/acc"]
     wall = time.perf_counter() - start
 
     metrics = {
+        "pooling": cfg.pooling,
         "test_acc_ema": ema_test,
         "test_acc_live": live_test,
         "val_acc_ema_last": float(val) if val is not None else None,

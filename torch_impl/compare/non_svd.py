@@ -24,17 +24,17 @@ from torch import nn
 from torch.nn.utils import prune
 
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.model import FLAT_FEATURES, NUM_CLASSES, haiku_init_
+from torch_impl.model import DEFAULT_POOLING, FLAT_FEATURES_BY_POOLING, NUM_CLASSES, haiku_init_
 
 
 def drop_hidden_mlp(model: nn.Module, seed: int = 0) -> nn.Module:
-    """The trunk of ``model`` with a freshly initialised ``Linear(3072, 10)`` head (train it next)."""
+    """The trunk of ``model`` with a freshly initialised ``Linear(flatten, 10)`` head (train it next)."""
     if not isinstance(getattr(model, "classifier", None), nn.Sequential):
         raise ValueError("drop_hidden_mlp expects a Net-like model with a `classifier` nn.Sequential")
     out = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = nn.Linear(FLAT_FEATURES, NUM_CLASSES)
+        head = nn.Linear(FLAT_FEATURES_BY_POOLING[getattr(model, "pooling", DEFAULT_POOLING)], NUM_CLASSES)
         haiku_init_(head)
     out.classifier = nn.Sequential(head.to(next(model.parameters()).device))
     return out

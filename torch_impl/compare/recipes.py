@@ -23,7 +23,7 @@ from torch_impl.compare.rank_select import budget_ranks, energy_ranks, ranks_mac
 from torch_impl.cost import count_macs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lowrank import compress_model
-from torch_impl.model import CONV_LAYERS
+from torch_impl.model import CONV_LAYERS, DEFAULT_POOLING, check_pooling
 
 
 @dataclass
@@ -138,16 +138,22 @@ def _dense() -> tuple[Builder, dict[str, Any]]:
     return lambda ctx: (copy.deepcopy(ctx.dense), {}), {}
 
 
+# Settings of the recipes that edit the trunk around its nn.AvgPool2d (pools over H and W):
+# a network pooling as the take-home's code runs (over W and C) has no such trunk.
+SPATIAL_ONLY = ("pool_fold", "channels")
+
+
 def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
                     conv_ranks: dict[str, int] | None = None, kd_steps: int = 1500,
-                    fold_budget: int = 1_000_000) -> list[Recipe]:
+                    fold_budget: int = 1_000_000, pooling: str = DEFAULT_POOLING) -> list[Recipe]:
     """Every method compared: plain SVD, per-layer rules, data-aware factors, fine-tuning, conv
     compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
     trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
     distill from the dense model; their MAC budgets are spent by the layers' output variance
-    (one recipe spends it by the weights' spectra instead, to show the difference)."""
+    (one recipe spends it by the weights' spectra instead, to show the difference).
+    For the "haiku" network, the recipes that need spatial pools (``SPATIAL_ONLY``) are left out."""
     conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
-    return [
+    recipes = [
         Recipe("SVD f=0.2 reconstructed", "plain SVD", *_uniform(0.2, "reconstructed")),
         Recipe("SVD f=0.5", "plain SVD", *_uniform(0.5)),
         Recipe("SVD f=0.2", "plain SVD", *_uniform(0.2)),
@@ -185,6 +191,9 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
         Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware + int8", "combination",
                *_per_layer("budget", mlp_budget, True), int8=True),
     ]
+    if check_pooling(pooling) == "spatial":
+        return recipes
+    return [r for r in recipes if not any(r.settings.get(k) for k in SPATIAL_ONLY)]
 
 
 def describe(model: nn.Module) -> dict[str, Any]:
