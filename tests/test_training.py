@@ -49,6 +49,15 @@ def test_short_run_learns_and_writes_results(tmp_path: Path) -> None:
     assert net(images).shape == (2, 10)
 
 
+def test_the_literal_network_trains_and_every_file_says_which_it_is(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "data", n_train=4, n_test=2)
+    metrics = run_training(small_config(root, tmp_path, steps=3, eval_every=3, ckpt_every=3, pooling="haiku"))
+    assert metrics["pooling"] == "haiku" and metrics["config"]["pooling"] == "haiku"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["pooling"] == "haiku"
+    net, meta = load_model(tmp_path / "run" / "model.pt")  # no flag: read from the weights
+    assert net.pooling == meta["pooling"] == "haiku" and net.classifier[0].in_features == 6144
+
+
 class CrashAt(Callback):
     def __init__(self, step: int) -> None:
         self.step = step
@@ -91,3 +100,5 @@ def test_presets_and_bad_values() -> None:
         config_from_preset("tpu")
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         config_from_preset("cpu", steps=0)
+    with pytest.raises(ValueError, match="pooling must be one of spatial, haiku"):
+        config_from_preset("cpu", pooling="channels")
