@@ -91,6 +91,32 @@ def test_real_calls_are_timed_per_batch_size() -> None:
     assert "interleaved rounds" in out.method and "channels-last" in out.method
 
 
+def test_relayout_moves_every_weight_and_keeps_the_outputs() -> None:
+    from torch_impl.compare.non_svd import dynamic_int8
+
+    images = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8)
+    for model in (TinyNet().eval(), compress_model(TinyNet(), rank_fraction=0.5)[0].eval(), dynamic_int8(TinyNet())):
+        with torch.inference_mode():
+            before = model(images)
+        ptrs = {n: t.data_ptr() for n, t in model.state_dict().items() if isinstance(t, torch.Tensor)}
+        latency.relayout(model)
+        moved = {n: t.data_ptr() for n, t in model.state_dict().items() if isinstance(t, torch.Tensor)}
+        assert all(moved[n] != ptrs[n] for n in ptrs if "packed" not in n), "a weight stayed where it was"
+        with torch.inference_mode():
+            torch.testing.assert_close(model(images), before, rtol=0, atol=0)
+
+
+def test_every_round_starts_by_relaying_each_model_once(monkeypatch) -> None:
+    synthetic(monkeypatch, {"dense": 1.0, "a": 0.5}, noise=0.01)
+    calls, count = calls_for(["dense", "a"]), {"dense": 0, "a": 0}
+    for name, per_batch in calls.items():
+        hook = (lambda n: lambda: count.__setitem__(n, count[n] + 1))(name)
+        for c in per_batch.values():
+            c.relayout = hook
+    time_interleaved(calls, "dense", min_rounds=3, max_rounds=3, progress=False)
+    assert count == {"dense": 3, "a": 3}
+
+
 def test_roofline_bound_and_fraction() -> None:
     roof = Roofline(gemm_flops_per_s=1e11, read_bytes_per_s=1e10, copy_bytes_per_s=1e9, gemm_n=1, buffer_bytes=1,
                     device="cpu")

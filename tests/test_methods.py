@@ -144,6 +144,15 @@ def test_report_helpers_on_synthetic_results() -> None:
     assert [Result.from_row(r) for r in rows] == results
 
 
+def test_the_aa_sentence_reads_every_batch_size() -> None:
+    aa = _result("dense (A/A control)", "A/A control", 0.70, 1.0, 28e6)
+    assert "every interval contains 1.0" in answers([DENSE, aa])[0]
+    aa.latency_ratio[1], aa.latency_ratio_lo[1], aa.latency_ratio_hi[1] = 0.97, 0.94, 0.995
+    text = answers([DENSE, aa])[0]
+    assert "1.000x [0.980, 1.020] at batch 10,000, 0.970x [0.940, 0.995] at batch 1" in text
+    assert "excludes 1.0 at batch 1:" in text
+
+
 def test_selection_reads_no_test_number() -> None:
     """The front and the targets' rows are the same whatever the test numbers say (here: none)."""
     results = [DENSE, _result("A", "x", 0.698, 0.55, 8e6), _result("B", "x", 0.69, 0.2, 2e6),

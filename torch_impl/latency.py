@@ -12,10 +12,18 @@ each model's ratio has a 95% bootstrap interval (``torch_impl.stats.ratio_interv
 wider than +-``target`` at the first batch size, or until a time cap, which is reported.
 Callers add an A/A control (a copy of the reference timed as another model): its interval
 should contain 1.0, and ``aa_check`` says loudly when it does not.
+
+Where a model's weights sit in memory changes its speed by a few percent (page and cache-set
+alignment, transparent huge pages), and a placement chosen once would bias every round the
+same way: a deep copy of the dense model read 1.018x and then 1.020x dense in two long runs,
+with intervals narrowing around the offset. So before every round each model's tensors are
+moved to fresh allocations (``relayout``), which turns placement into noise that averages out
+over rounds, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013).
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -35,7 +43,8 @@ TARGET_HALFWIDTH = 0.03  # the ratio's 95% interval: +-3% at the first batch siz
 MIN_ROUNDS, MAX_ROUNDS = 5, 60
 SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of calls instead of one
 SMALL_BATCH_CALLS = 20
-PROTOCOL = (f"interleaved rounds (each round calls every model once per batch size in a shuffled order; "
+PROTOCOL = (f"interleaved rounds (before each round every model's tensors move to fresh allocations; each round "
+            f"calls every model once per batch size in a shuffled order; "
             f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
             "per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of per-round "
             "ratios, 95% percentile-bootstrap interval over rounds")
@@ -49,9 +58,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def relayout(model: nn.Module) -> None:
+    """Move every parameter and buffer of ``model`` to a fresh allocation (same values, same strides).
+
+    The clone is made before the old storage is freed, so the new one lands elsewhere.
+    Dynamically quantized linears keep int8 weights in a prepacked object, not a parameter:
+    those are repacked from a clone."""
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            t.data = t.data.clone(memory_format=torch.preserve_format)
+        for m in model.modules():
+            if hasattr(m, "_weight_bias") and hasattr(m, "set_weight_bias"):
+                w, b = m._weight_bias()
+                m.set_weight_bias(w.clone(), None if b is None else b.clone())
+
+
 def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
                 chunk: int | None | str = "auto") -> dict[int, Call]:
-    """``{batch size: call}`` running ``model`` through ``predict`` on the first images."""
+    """``{batch size: call}`` running ``model`` through ``predict`` on the first images.
+
+    Each call carries ``call.relayout``, which ``time_interleaved`` runs before every round."""
     device = next(model.parameters()).device
     model.eval()
 
@@ -60,11 +86,20 @@ def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
             with torch.inference_mode():
                 predict(model, batch, chunk)
             sync(device)
+        call.relayout = lambda: relayout(model)
         return call
     for b in batch_sizes:
         if not 1 <= b <= images.shape[0]:
             raise ValueError(f"batch size {b} needs 1..{images.shape[0]} images")
     return {b: make(images[:b].to(device)) for b in batch_sizes}
+
+
+def _relayout_all(calls: dict[str, dict[int, Call]]) -> None:
+    """Run each model's ``relayout`` once (a model's calls for every batch size share one)."""
+    for per_batch in calls.values():
+        hooks = [c.relayout for c in per_batch.values() if hasattr(c, "relayout")]
+        if hooks:
+            hooks[0]()
 
 
 def _time_one(call: Call, batch_size: int) -> float:
@@ -138,6 +173,7 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     bar = tqdm(total=max_rounds, desc="latency rounds", unit="round", disable=not progress)
     while rounds < max_rounds:
         round_start = time.perf_counter()
+        _relayout_all(calls)
         for i in rng.permutation(len(pairs)):
             name, b = pairs[i]
             times[name, b].append(_time_one(calls[name][b], b))
@@ -176,4 +212,5 @@ def aa_check(stats: dict[int, LatencyStats]) -> str | None:
     return ("WARNING: the A/A control (a copy of the dense model timed as another model) reads "
             + "; ".join(f"{s.ratio:.3f}x [{s.ratio_lo:.3f}, {s.ratio_hi:.3f}] at batch {s.batch_size}" for s in bad)
             + ": its interval excludes 1.0, so this run's timing noise is larger than its intervals say; "
-              "rerun on a quieter machine before trusting small ratios")
+              "do not trust ratios this close to 1, and rerun with more rounds (--max-rounds, --time-cap) "
+              "on a quieter machine")

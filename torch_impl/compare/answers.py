@@ -84,12 +84,15 @@ def answers(results: list[Result]) -> list[str]:
         return []
     out: list[str] = []
     if aa := control_of(results):
-        lo, hi = aa.ratio_interval()
+        sizes = sorted(aa.latency_ratio, reverse=True)
+        reads = ", ".join(f"{_x(aa, b)} at batch {b:,}" for b in sizes)
+        off = [b for b in sizes if not aa.ratio_interval(b)[0] <= 1.0 <= aa.ratio_interval(b)[1]]
         out.append(f"**The A/A control** (a copy of the dense model, timed as if it were another method) reads "
-                   f"{_x(aa)} the dense time: "
-                   + ("its interval contains 1.0, so the intervals below account for this run's noise."
-                      if lo <= 1.0 <= hi else "**its interval excludes 1.0: this run's timing noise is larger "
-                      "than its intervals say; treat small latency differences as unproven.**"))
+                   f"{reads} of the dense time: "
+                   + ("every interval contains 1.0, so the intervals below account for this run's noise."
+                      if not off else f"**its interval excludes 1.0 at batch {', '.join(f'{b:,}' for b in off)}: "
+                      "this run's timing noise there is larger than its intervals say; treat latency differences "
+                      "as small as the control's distance from 1.0 as unproven.**"))
     svd = plain_svd(results)
     if svd:
         out.append("**Accuracy vs rank (plain SVD, one fraction for every layer):** "
