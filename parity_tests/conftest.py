@@ -12,9 +12,12 @@ import lightning as L
 import numpy as np
 import pytest
 
+from jax_ref.lowrank import layer_svds
 from tests.conftest import REAL_DATA
 from torch_impl.data import CIFAR10DataModule
+from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lit_module import LitClassifier
+from torch_impl.lowrank import model_svds
 from torch_impl.model import POOLINGS, Net
 
 TRAIN_STEPS = 200  # enough for clear class margins and an accuracy curve worth comparing
@@ -42,3 +45,10 @@ def trained_net(real_splits, pooling: str) -> Net:
                         enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1)
     trainer.fit(module, datamodule=dm)
     return module.model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_svds(trained_net: Net) -> tuple[dict, dict]:
+    """Each framework's own SVDs of the trained linear weights (torch's by layer name, JAX's by
+    ``fcK``), computed once: the SVD, forward and curve tests all read them."""
+    return model_svds(trained_net), layer_svds(torch_to_haiku(trained_net))

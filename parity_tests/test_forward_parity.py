@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from jax_ref.lowrank import factorized_params, layer_svds, ranks_for, reconstructed_params
+from jax_ref.lowrank import factorized_params, ranks_for, reconstructed_params
 from jax_ref.model import dense_net, init_params, low_rank_net
 from torch_impl.haiku_convert import haiku_to_torch, torch_to_haiku
 from torch_impl.inference import predict
-from torch_impl.lowrank import compress_model, model_svds
+from torch_impl.lowrank import compress_model
 from torch_impl.model import POOLINGS, build_model
 
 # The same weights on both sides, one forward pass (no chaotic growth). Measured on an Intel
@@ -25,12 +25,6 @@ FRACTIONS = (1.0, 0.5, 0.2, 0.1)
 # The "haiku" network at two of them: its per-fraction runs cost 1.5x the spatial one's, and
 # the suite has a time budget; its whole curve is compared in test_curve_parity.
 LOW_RANK_CASES = [("spatial", f) for f in FRACTIONS] + [("haiku", f) for f in (0.5, 0.1)]
-
-
-@pytest.fixture(scope="module")
-def svds(trained_net):
-    """Each framework's own SVDs of the trained weights, computed once for every fraction."""
-    return model_svds(trained_net), layer_svds(torch_to_haiku(trained_net))
 
 
 def jax_logits(apply_fn, params, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
@@ -113,11 +107,11 @@ def test_dense_logits_and_classes_on_real_images(trained_net, real_splits, pooli
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling, fraction", LOW_RANK_CASES, indirect=["pooling"])
-def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, pooling: str, fraction: float
+def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, trained_svds, pooling: str, fraction: float
                                                ) -> None:
     """Torch's SVD factors, run by Haiku's factorized network: the forward passes agree."""
     images = real_splits["test"][0][:1000]
-    small, report = compress_model(trained_net, rank_fraction=fraction, svds=svds[0])
+    small, report = compress_model(trained_net, rank_fraction=fraction, svds=trained_svds[0])
     ranks = [r.rank for r in report]
     assert ranks == ranks_for(fraction, pooling)  # both sides apply the same rank rule
     j = jax_logits(low_rank_net(ranks, pooling).apply, torch_to_haiku(small), images)
@@ -128,17 +122,17 @@ def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, svds, p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling, fraction", LOW_RANK_CASES, indirect=["pooling"])
-def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, svds, pooling: str,
+def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, trained_svds, pooling: str,
                                                        fraction: float) -> None:
     images = real_splits["test"][0][:1000]
     dense = torch_to_haiku(trained_net)
     ranks = ranks_for(fraction, pooling)
     for mode in ("factorized", "reconstructed"):
-        small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=svds[0])
+        small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=trained_svds[0])
         if mode == "factorized":
-            j = jax_logits(low_rank_net(ranks, pooling).apply, factorized_params(dense, ranks, svds[1]), images)
+            j = jax_logits(low_rank_net(ranks, pooling).apply, factorized_params(dense, ranks, trained_svds[1]), images)
         else:
-            j = jax_logits(dense_net(pooling).apply, reconstructed_params(dense, ranks, svds[1]), images)
+            j = jax_logits(dense_net(pooling).apply, reconstructed_params(dense, ranks, trained_svds[1]), images)
         t = torch_logits(small, images)
         assert_logits_close(t, j, f"{mode} f={fraction}")
         assert_same_classes(t, j, f"{mode} f={fraction}")

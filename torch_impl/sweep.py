@@ -185,7 +185,10 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
 
 
 def ratio_text(r: Result, b: int) -> str:
-    """``0.512 [0.498, 0.526]``: time over dense with its 95% interval."""
+    """``0.512 [0.498, 0.526]``: time over dense with its 95% interval ("n/a" for rows timed
+    alone, as the JAX sweep's are: a ratio of two times taken minutes apart is not one)."""
+    if b not in r.latency_ratio:
+        return "n/a (timed alone)"
     lo, hi = r.ratio_interval(b)
     return f"{r.ratio(b):.3f} [{lo:.3f}, {hi:.3f}]"
 
@@ -194,9 +197,10 @@ def diff_text(r: Result, split: str = "test") -> str:
     """``-0.41 [-0.62, -0.20] p=0.0003``: accuracy minus dense's, in pp, with interval and McNemar p."""
     d = r.get(f"{split}_diff")
     if d is None:
-        return "(reference)"
+        return "(reference)" if r.family in ("dense", CONTROL_FAMILY) else "n/a"
     lo, hi, p = r.get(f"{split}_diff_lo"), r.get(f"{split}_diff_hi"), r.get(f"{split}_mcnemar_p")
-    return f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p={p:.2g}"
+    # below 1e-4 the exact value says nothing more, and "p=2.8e-98" would overrun the column
+    return f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] " + ("p<1e-4" if p < 1e-4 else f"p={p:.2g}")
 
 
 def format_table(rows: list[dict[str, Any]], batch_sizes: tuple[int, int] = DEFAULT_BATCH_SIZES) -> str:
@@ -205,14 +209,14 @@ def format_table(rows: list[dict[str, Any]], batch_sizes: tuple[int, int] = DEFA
     per-example medians, MACs and the achieved share of the roofline."""
     results = [Result.from_row(r) for r in rows]
     big, small = batch_sizes
-    head = (f"{'mode':<14}{'f':>5}{'acc %':>7}  {'d acc pp [95%] McNemar':<30}{f'x dense b{big} [95%]':<24}"
+    head = (f"{'mode':<14}{'f':>5}{'acc %':>7}  {'d acc pp [95%] McNemar':<32}{f'x dense b{big} [95%]':<24}"
             f"{f'us b{big}':>9}  {f'x dense b{small} [95%]':<22}{f'us b{small}':>7}{'MACs M':>8}"
             f"{f'roof b{big}':>12}")
     lines = [head, "-" * len(head)]
     for r in results:
         f = "" if r.settings.get("rank_fraction") is None else f"{r.settings['rank_fraction']:.1f}"
         roof = r.get(f"roofline_fraction_b{big}")
-        lines.append(f"{r.settings.get('mode', r.family):<14}{f:>5}{100 * r.test_acc:>7.2f}  {diff_text(r):<30}"
+        lines.append(f"{r.settings.get('mode', r.family):<14}{f:>5}{100 * r.test_acc:>7.2f}  {diff_text(r):<32}"
                      f"{ratio_text(r, big):<24}{r.latency_us[big]:>9.1f}  {ratio_text(r, small):<22}"
                      f"{r.latency_us[small]:>7.0f}{r.total_macs / 1e6:>8.2f}"
                      f"{'' if roof is None else f'{100 * roof:.1f}%':>12}")
