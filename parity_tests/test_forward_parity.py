@@ -23,8 +23,11 @@ LOGITS_RTOL = 1e-4
 TIE_MARGIN = 1e-3
 FRACTIONS = (1.0, 0.5, 0.2, 0.1)
 # The "haiku" network at two of them: its per-fraction runs cost 1.5x the spatial one's, and
-# the suite has a time budget; its whole curve is compared in test_curve_parity.
-LOW_RANK_CASES = [("spatial", f) for f in FRACTIONS] + [("haiku", f) for f in (0.5, 0.1)]
+# the suite has a time budget; four points of its curve are compared in test_curve_parity.
+# A test loops over its network's fractions instead of taking them as parameters: parametrizing
+# the session's `pooling` fixture per test gave each case its own cache key, and retrained
+# `trained_net` for every one of them (a minute each).
+LOW_RANK_FRACTIONS = {"spatial": FRACTIONS, "haiku": (0.5, 0.1)}
 
 
 def jax_logits(apply_fn, params, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
@@ -106,33 +109,32 @@ def test_dense_logits_and_classes_on_real_images(trained_net, real_splits, pooli
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pooling, fraction", LOW_RANK_CASES, indirect=["pooling"])
-def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, trained_svds, pooling: str, fraction: float
-                                               ) -> None:
+def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, trained_svds, pooling: str) -> None:
     """Torch's SVD factors, run by Haiku's factorized network: the forward passes agree."""
     images = real_splits["test"][0][:1000]
-    small, report = compress_model(trained_net, rank_fraction=fraction, svds=trained_svds[0])
-    ranks = [r.rank for r in report]
-    assert ranks == ranks_for(fraction, pooling)  # both sides apply the same rank rule
-    j = jax_logits(low_rank_net(ranks, pooling).apply, torch_to_haiku(small), images)
-    t = torch_logits(small, images)
-    assert_logits_close(t, j, f"factorized f={fraction}")
-    assert_same_classes(t, j, f"factorized f={fraction}")
+    for fraction in LOW_RANK_FRACTIONS[pooling]:
+        small, report = compress_model(trained_net, rank_fraction=fraction, svds=trained_svds[0])
+        ranks = [r.rank for r in report]
+        assert ranks == ranks_for(fraction, pooling)  # both sides apply the same rank rule
+        j = jax_logits(low_rank_net(ranks, pooling).apply, torch_to_haiku(small), images)
+        t = torch_logits(small, images)
+        assert_logits_close(t, j, f"{pooling}, factorized f={fraction}")
+        assert_same_classes(t, j, f"{pooling}, factorized f={fraction}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pooling, fraction", LOW_RANK_CASES, indirect=["pooling"])
-def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, trained_svds, pooling: str,
-                                                       fraction: float) -> None:
+def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, trained_svds, pooling: str) -> None:
     images = real_splits["test"][0][:1000]
     dense = torch_to_haiku(trained_net)
-    ranks = ranks_for(fraction, pooling)
-    for mode in ("factorized", "reconstructed"):
-        small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=trained_svds[0])
-        if mode == "factorized":
-            j = jax_logits(low_rank_net(ranks, pooling).apply, factorized_params(dense, ranks, trained_svds[1]), images)
-        else:
-            j = jax_logits(dense_net(pooling).apply, reconstructed_params(dense, ranks, trained_svds[1]), images)
-        t = torch_logits(small, images)
-        assert_logits_close(t, j, f"{mode} f={fraction}")
-        assert_same_classes(t, j, f"{mode} f={fraction}")
+    t_svds, j_svds = trained_svds
+    for fraction in LOW_RANK_FRACTIONS[pooling]:
+        ranks = ranks_for(fraction, pooling)
+        for mode in ("factorized", "reconstructed"):
+            small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=t_svds)
+            if mode == "factorized":
+                j = jax_logits(low_rank_net(ranks, pooling).apply, factorized_params(dense, ranks, j_svds), images)
+            else:
+                j = jax_logits(dense_net(pooling).apply, reconstructed_params(dense, ranks, j_svds), images)
+            t = torch_logits(small, images)
+            assert_logits_close(t, j, f"{pooling}, {mode} f={fraction}")
+            assert_same_classes(t, j, f"{pooling}, {mode} f={fraction}")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from jax_ref.lowrank import rank_approximated_weight, rank_for
+from jax_ref.lowrank import layer_svds, rank_approximated_weight, rank_for
 from torch_impl.haiku_convert import torch_to_haiku
-from torch_impl.lowrank import LowRankLinear, rank_from_fraction
+from torch_impl.lowrank import LowRankLinear, linear_svd, rank_from_fraction
+from torch_impl.model import POOLINGS, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 SVALS_RTOL, SVALS_ATOL = 1e-4, 1e-6  # torch works in float64, JAX in float32; 8.5e-7 absolute (margin 40)
@@ -36,14 +37,14 @@ def spectral_weight(n_in: int, n_out: int, seed: int) -> torch.nn.Linear:
     return lin
 
 
-@pytest.fixture
-def layers(trained_net, trained_svds):
-    """The five trained linear layers of either network, their Haiku parameters (named ``fcK``),
-    and each side's SVDs (the session's, shared with the forward and curve tests)."""
-    names = [n for n, m in trained_net.named_modules() if isinstance(m, torch.nn.Linear)]
-    linears = [trained_net.get_submodule(n) for n in names]
-    params = torch_to_haiku(trained_net, "canonical")
-    return linears, params, [trained_svds[0][n] for n in names], trained_svds[1]
+@pytest.fixture(scope="module", params=POOLINGS)
+def layers(request):
+    """The five linear layers of either network, their Haiku parameters (named ``fcK``), and
+    each side's SVDs (computed once)."""
+    net = build_model(42, request.param)
+    linears = [m for m in net.classifier if isinstance(m, torch.nn.Linear)]
+    params = torch_to_haiku(net, "canonical")
+    return linears, params, [linear_svd(m) for m in linears], layer_svds(params)
 
 
 def test_rank_rules_agree() -> None:

@@ -4,7 +4,8 @@ Two float32 trajectories of the same recipe drift apart chaotically: Adam amplif
 round-off (1e-7 after one step, 1e-2 of the weights' movement after 50), and how fast
 depends on each CPU's matrix-multiply summation order, so a float32 bound after many
 steps measures the machine. The lockstep comparison therefore runs in float64 on both
-sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 50 steps of both
+sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 50 steps (30 for the
+take-home's network as Haiku runs it, whose steps cost 1.5x) of both
 implementations agree to round-off far below ``FP64_RTOL`` on any CPU, and any real
 difference in the recipe shows orders of magnitude above it (``test_lockstep_catches``
 plants one bug at a time and checks that it does). Float32, the precision that trains,
