@@ -50,5 +50,5 @@ def trained_net(real_splits, pooling: str) -> Net:
 @pytest.fixture(scope="session")
 def trained_svds(trained_net: Net) -> tuple[dict, dict]:
     """Each framework's own SVDs of the trained linear weights (torch's by layer name, JAX's by
-    ``fcK``), computed once: the SVD, forward and curve tests all read them."""
+    ``fcK``), computed once for the forward and curve tests."""
     return model_svds(trained_net), layer_svds(torch_to_haiku(trained_net))

@@ -17,8 +17,9 @@ Where a model's weights sit in memory changes its speed by a few percent (page a
 alignment, transparent huge pages), and a placement chosen once would bias every round the
 same way: a deep copy of the dense model read 1.018x and then 1.020x dense in two long runs,
 with intervals narrowing around the offset. So before every round each model's tensors are
-moved to fresh allocations (``relayout``), which turns placement into noise that averages out
-over rounds, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013).
+moved to fresh allocations (``relayout``), so that placement varies between rounds instead of
+holding for a whole run, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013). Whether
+placement was the offset's cause is not settled: the first run with it read 1.020x again.
 """
 
 from __future__ import annotations

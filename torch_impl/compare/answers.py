@@ -86,7 +86,7 @@ def answers(results: list[Result]) -> list[str]:
     if aa := control_of(results):
         sizes = sorted(aa.latency_ratio, reverse=True)
         reads = ", ".join(f"{_x(aa, b)} at batch {b:,}" for b in sizes)
-        off = [b for b in sizes if not aa.ratio_interval(b)[0] <= 1.0 <= aa.ratio_interval(b)[1]]
+        off = [b for b, (lo, hi) in ((b, aa.ratio_interval(b)) for b in sizes) if not lo <= 1.0 <= hi]
         out.append(f"**The A/A control** (a copy of the dense model, timed as if it were another method) reads "
                    f"{reads} of the dense time: "
                    + ("every interval contains 1.0, so the intervals below account for this run's noise."
