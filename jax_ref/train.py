@@ -8,6 +8,7 @@ Either network trains (``pooling``); given parameters say which one they are by 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -134,7 +135,12 @@ def save_params(path: str | Path, params: hk.Params) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     params = take_home_names(params)
     flat = {f"{m}/{n}": np.asarray(v) for m, d in params.items() for n, v in d.items()}
-    np.savez(path, **flat)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:  # whole or not at all: a kill mid-write never leaves half a file under the real name
+        np.savez(tmp, **flat)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

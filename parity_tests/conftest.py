@@ -20,7 +20,7 @@ from torch_impl.lit_module import LitClassifier
 from torch_impl.lowrank import model_svds
 from torch_impl.model import POOLINGS, Net
 
-TRAIN_STEPS = 200  # enough for clear class margins and an accuracy curve worth comparing
+TRAIN_STEPS = 120  # enough for clear class margins and an accuracy curve worth comparing
 
 
 @pytest.fixture(scope="session")

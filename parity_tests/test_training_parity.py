@@ -4,7 +4,7 @@ Two float32 trajectories of the same recipe drift apart chaotically: Adam amplif
 round-off (1e-7 after one step, 1e-2 of the weights' movement after 50), and how fast
 depends on each CPU's matrix-multiply summation order, so a float32 bound after many
 steps measures the machine. The lockstep comparison therefore runs in float64 on both
-sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 50 steps (30 for the
+sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 25 steps (20 for the
 take-home's network as Haiku runs it, whose steps cost 1.5x) of both
 implementations agree to round-off far below ``FP64_RTOL`` on any CPU, and any real
 difference in the recipe shows orders of magnitude above it (``test_lockstep_catches``
@@ -20,6 +20,7 @@ elements cannot flip: Adam's eps (1e-8) is far above float64 round-off of a grad
 Measured on an Intel Xeon @ 2.5 GHz (largest over steps and tensors; margin = bound / it):
     one batch, float32       loss 9.1e-8 (margin 110); gradients at 0.0021 of the allowed (475)
     float64, 50 steps        loss 5.9e-16 (1.7e7); EMA 4.3e-12 (2,300); live 1.4e-12 (7,000)
+                             (the suite runs fewer: round-off only grows with steps)
     float64, 5 steps         the unplanted short runs 3.0e-11 (330)
     float32, 3 steps         loss 5.5e-6 (18); EMA 2.4e-3 (12); live 3.8e-4 (80)
     planted bugs, 5 steps    smallest 0.99 (EMA start), at least 1e6 times the float64 bound
@@ -55,7 +56,7 @@ pytestmark = pytest.mark.slow  # real-data training or whole training runs: make
 LOSS_RTOL = 1e-5  # one forward pass in float32
 GRAD_ATOL = 1e-5  # gradients are O(1e-2) at init; float32 reductions differ in order
 GRAD_RTOL = 1e-3
-STEPS = {"spatial": 50, "haiku": 30}  # the take-home's network costs 1.5x a step; 30 still show learning
+STEPS = {"spatial": 25, "haiku": 20}  # the take-home's network costs 1.5x a step; both show learning
 BATCH = 64
 FP64_RTOL = 1e-8  # losses, EMA and live weights over all STEPS in float64
 FP32_STEPS = 3
@@ -162,7 +163,7 @@ def test_float64_lockstep_agrees_to_round_off(real_splits, pooling: str) -> None
     j = jax_run(images, labels, steps, np.float64, pooling=pooling)
     assert t.ema["fc1"]["w"].dtype == j.ema["fc1"]["w"].dtype == np.float64
     assert t.ema["fc1"]["w"].shape == ((3072, 3000) if pooling == "spatial" else (6144, 3000))
-    assert j.losses[-10:].mean() < j.losses[0] - 0.05, "the compared trajectory should show learning"
+    assert j.losses[-5:].mean() < j.losses[0] - 0.05, "the compared trajectory should show learning"
     diff = differences(t, j, pooling=pooling)
     assert max(diff.values()) < FP64_RTOL, f"float64 lockstep over {steps} steps differs: {diff}"
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_impl.files import atomic_path
 from torch_impl.model import Net, pooling_of
 
 FORMAT = "svd_compress.model/1"
@@ -25,7 +26,8 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = {"pooling": getattr(model, "pooling", None), **(meta or {})}
-    torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "state_dict": state, "meta": meta}, tmp)
     return path
 
 

@@ -11,7 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.provenance import provenance, write_json
+from torch_impl.files import write_json
+from torch_impl.provenance import provenance
 from torch_impl.training import TrainConfig
 
 

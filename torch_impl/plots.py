@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from torch_impl.files import atomic_path  # noqa: E402
 from torch_impl.model import DEFAULT_POOLING, MLP_SHAPES, mlp_shapes  # noqa: E402
 
 STYLE = {"factorized": "o-", "reconstructed": "s--"}
@@ -115,6 +116,7 @@ def _ratios(series: list[dict[str, Any]], dense: dict[str, Any], b: int) -> tupl
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
@@ -68,9 +67,3 @@ def provenance(device: str | torch.device = "cpu", **extra: Any) -> dict[str, An
         **extra,
     }
 
-
-def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path

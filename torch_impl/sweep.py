@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from torch_impl.cost import count_macs, total_and_mlp_macs
+from torch_impl.files import atomic_path, write_json
 from torch_impl.inference import PlainEager, predict
 from torch_impl.latency import DEFAULT_BATCH_SIZES, Rounds, aa_check, time_interleaved, torch_calls
 from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
@@ -175,12 +175,12 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
     out_dir.mkdir(parents=True, exist_ok=True)
     fields = list(CSV_FIELDS) + sorted({k for r in rows for k in r} - set(CSV_FIELDS))
     csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
             w.writerow({**r, "ranks": _ranks_text(r.get("ranks"))})
-    json_path.write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str) + "\n")
+    write_json(json_path, {**meta, "rows": rows})
     return csv_path, json_path
 
 

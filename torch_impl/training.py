@@ -15,9 +15,10 @@ from lightning.pytorch.loggers import CSVLogger
 from torch_impl.checkpoint import save_model
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
+from torch_impl.files import write_json
 from torch_impl.lit_module import LitClassifier
 from torch_impl.model import DEFAULT_POOLING, check_pooling
-from torch_impl.provenance import device_name, provenance, write_json
+from torch_impl.provenance import device_name, provenance
 
 
 @dataclass

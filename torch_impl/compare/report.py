@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torch_impl.compare.answers import pareto_front, plain_svd  # noqa: E402
+from torch_impl.files import atomic_path, write_text  # noqa: E402
 from torch_impl.results import Result, candidates, dense_of  # noqa: E402
 
 WITHIN_PP_AT_SVD_LATENCY = 0.5  # target 1: this close to dense at plain SVD f=0.2's latency
@@ -77,7 +78,8 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
                  family="monospace", fontsize=7, transform=axes[3].transAxes)
     fig.tight_layout()
     path = out_dir / "pareto.png"
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -193,5 +195,5 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
                        verdicts["at_25pct_latency"], WITHIN_PP_AT_QUARTER))
     lines.append(_line(f"The fastest method within {WITHIN_PP_AT_QUARTER} pp of dense on validation",
                        verdicts["fastest_within_1.5pp_on_validation"], WITHIN_PP_AT_QUARTER))
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

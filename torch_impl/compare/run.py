@@ -23,9 +23,9 @@ from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
 from torch_impl.data import CIFAR10DataModule
+from torch_impl.files import write_json
 from torch_impl.inference import accuracy
 from torch_impl.lowrank import model_svds
-from torch_impl.provenance import write_json
 from torch_impl.results import Result
 from torch_impl.roofline import measure_roofline
 from torch_impl.sweep import control_result, evaluate_into, time_into, timing_summary, write_results
