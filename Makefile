@@ -15,7 +15,7 @@ export CIFAR10_DIR
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,deploy]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,7 +25,8 @@ run: install
 	$(PY) scripts/sweep_ranks.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/sweep
 	$(PY) scripts/parity_report.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/parity
 	$(PY) scripts/compare_methods.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/compare
-	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots), $(OUT)/compare/REPORT.md"
+	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare
+	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots), $(OUT)/compare/REPORT.md, models/ and runtimes/RUNTIMES.md"
 
 lint: install
 	$(VENV)/bin/ruff check .

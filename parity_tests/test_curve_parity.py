@@ -21,13 +21,15 @@ pytestmark = pytest.mark.slow  # real-data training or whole training runs: make
 # ones. Measured on an Intel Xeon: the curves agree at every point (2.3e-6 pp, float rounding
 # of equal counts), and factorized equals reconstructed.
 CURVE_ATOL_PP = 0.1
-# 1,000 test images (100 per class in expectation) and four points per network keep both
-# curves within the suite's time budget (each point compiles a new JAX network): between them
-# the two networks cover seven of the sweep's ten fractions. On all 10,000 images both
-# frameworks' whole curves matched exactly point by point (the sweeps of a JAX-trained Haiku
-# file, README).
+# 1,000 test images (100 per class in expectation) and a few points per network keep both
+# curves within the suite's time budget (each point compiles a new JAX network). On all 10,000
+# images both frameworks' whole curves matched exactly point by point (the sweeps of a
+# JAX-trained Haiku file, README).
 N_TEST = 1000
-CURVE_FRACTIONS = {"spatial": (1.0, 0.7, 0.4, 0.1), "haiku": (1.0, 0.5, 0.2, 0.1)}
+CURVE_FRACTIONS = {"spatial": (1.0, 0.7, 0.4, 0.1), "haiku": (1.0, 0.1)}
+# The session's network after its short run on real images, at full rank (= dense): well above
+# chance (10%), so the recipe learns from the real data. Measured on an Intel Xeon: see the message.
+MIN_LIVE_ACCURACY_PCT = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def test_accuracy_curves_agree_point_by_point(curves, mode: str) -> None:
 
 
 def test_curves_are_a_real_sweep(curves) -> None:
-    """The compared curves span real change: full rank is accurate, rank 0.1 much less so."""
+    """The compared curves span real change: full rank (the trained network itself) learned from
+    the real images, and rank 0.1 is much less accurate."""
     t = curves["torch"]["factorized"]
-    assert t[0] > 30.0 and t[-1] < t[0] - 5.0, t
+    assert t[0] > MIN_LIVE_ACCURACY_PCT and t[-1] < t[0] - 5.0, f"accuracy % along the curve: {t}"
     np.testing.assert_allclose(curves["torch"]["factorized"], curves["torch"]["reconstructed"], atol=CURVE_ATOL_PP)

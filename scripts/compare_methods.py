@@ -28,6 +28,7 @@ from torch_impl.cli import (
 )
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import (
+    SAVE_CHOICES,
     batch_sizes_for,
     check_fold_budget,
     make_context,
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="MLP MAC budget of the tightest pool-folded recipe")
     p.add_argument("--calib-images", type=positive_int, default=2048, help="training images for the data-aware factors")
     p.add_argument("--only", help="semicolon-separated method names to run (default: all)")
+    p.add_argument("--save-models", choices=SAVE_CHOICES, default="front",
+                   help="which models to keep in <out-dir>/models/ (safetensors + manifest.json; load them with "
+                        "torch_impl.artifact.load_compressed): the Pareto front (default), all, or none")
     add_data_args(p)
     add_timing_args(p, time_cap_s=1800)
     p.add_argument("--report-only", action="store_true",
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     n_test = len(splits["test"][1])
     rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=not args.no_progress_bar,
-                                  on_row=show, **protocol)
+                                  on_row=show, models_dir=out_dir / "models", save=args.save_models, **protocol)
     meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
             "batch_sizes": batch_sizes_for(n_test), "finetune_steps": args.finetune_steps,
             "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,

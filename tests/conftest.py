@@ -41,6 +41,17 @@ def write_image_folder(root: Path, n_train: int = 6, n_test: int = 2, fmt: str =
     return root
 
 
+@pytest.fixture(scope="session")
+def net_svds() -> tuple[nn.Module, dict]:
+    """A dense Net (seed 0) and its layer SVDs, made once for the whole session (float64 SVDs of
+    3072x3000 weights take seconds). Shared by many tests: none may modify either."""
+    from torch_impl.lowrank import model_svds
+    from torch_impl.model import build_model
+
+    net = build_model(0).eval()
+    return net, model_svds(net)
+
+
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "cifar")

@@ -10,22 +10,23 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
+from torch_impl.artifact import load_compressed
 from torch_impl.compare import run as compare_run
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import make_context, run_comparison, select_recipes, write_outputs
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.model import build_model
+from torch_impl.inference import accuracy
 from torch_impl.results import CONTROL_FAMILY, Result
 
 RECIPES = "SVD f=0.2;budget 0.4M, data-aware + FT;dense int8"
 
 
 @pytest.mark.slow
-def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: Path, monkeypatch) -> None:
+def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: Path, monkeypatch, net_svds) -> None:
     root = write_image_folder(tmp_path / "cifar", n_train=8, n_test=2)
     dm = CIFAR10DataModule(str(root), str(tmp_path / "cache"), batch_size=8, val_fraction=0.25)
     splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
-    ctx = make_context(build_model(0), dm, calib_images=16)
+    ctx = make_context(net_svds[0], dm, calib_images=16, svds=net_svds[1])
     val_set = {a.tobytes() for a in splits["val"][0].numpy()}
     assert not any(img.tobytes() in val_set for img in ctx.calib_images.numpy())  # calibration: training only
     assert not any(img.tobytes() in val_set for img in dm.numpy_splits()["train"][0])  # so is the fine-tune
@@ -35,7 +36,7 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
                         real_accuracy(m, images, labels))
     recipes = select_recipes(default_recipes(ft_steps=2), RECIPES)
     rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False, min_rounds=2,
-                                  max_rounds=2)
+                                  max_rounds=2, models_dir=tmp_path / "out" / "models", save="all")
     assert scored_on and all(images is splits["val"][0] for images in scored_on)  # before-fine-tune score
     results = [Result.from_row(r) for r in rows]
     assert [r.family for r in results[:2]] == ["dense", CONTROL_FAMILY]
@@ -57,3 +58,9 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
     report = paths["report"].read_text()
     assert "A/A control" in report and "chosen on validation" in report and "McNemar" in report
     assert np.isfinite(paths["plot"].stat().st_size)
+    for r in [results[0], *results[2:]]:  # every model saved, linked from the report, reloaded as it predicted
+        assert f"]({r.get('model_dir')})" in report
+        model, manifest = load_compressed(tmp_path / "out" / r.get("model_dir"))
+        assert manifest["method"]["method"] == r.method and manifest["metrics"]["test_acc"] == r.test_acc
+        assert accuracy(model, *splits["test"]) == pytest.approx(r.test_acc, abs=0.5 / n_test)  # same count
+    assert results[1].get("model_dir") is None  # the A/A control is the dense model again

@@ -9,15 +9,14 @@ from jax_ref import lowrank as jax_lowrank
 from torch_impl.framework_latency import HARNESS, WAYS, fair_latency, fair_table
 from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lowrank import compress_model
-from torch_impl.model import build_model
 
 
 @pytest.mark.slow
-def test_both_frameworks_both_ways() -> None:
-    net = build_model(0).eval()
+def test_both_frameworks_both_ways(net_svds) -> None:
+    net, svds = net_svds
     params = torch_to_haiku(net)
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
-    torch_models = {"factorized f=0.1": compress_model(net, rank_fraction=0.1)[0]}  # one point: JAX compiles
+    torch_models = {"factorized f=0.1": compress_model(net, rank_fraction=0.1, svds=svds)[0]}  # one point: JAX compiles
     jax_models = {"factorized f=0.1": jax_lowrank.point_model(params, "factorized", 0.1)[1:]}
     rows, timing = fair_latency(torch_models, jax_models, images, batch_size=12, progress=False, min_rounds=2,
                                 max_rounds=2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.lowrank import LowRankLinear, break_even_rank, compress_model, model_svds, rank_from_fraction, set_mode
+from torch_impl.lowrank import LowRankLinear, break_even_rank, compress_model, rank_from_fraction, set_mode
 from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, MLP_SHAPES, build_model
 from torch_impl.sweep import DEFAULT_FRACTIONS, parse_fractions
 
@@ -17,13 +17,6 @@ FULL_RANK_ATOL = 1e-5  # fp32 outputs of a float64 SVD cast back to fp32; 6.0e-7
 PATHS_ATOL = 1e-5  # factorized vs reconstructed: the same product, summed in another order; 7.2e-7 (14)
 EY_RTOL = 1e-4  # Eckart-Young tail vs the fp32 weight error; 6.6e-8 (1,500)
 CACHE_RTOL, CACHE_ATOL = 1e-5, 1e-6  # a cached product after its factor doubled; 6.0e-8 (118)
-
-
-@pytest.fixture(scope="module")
-def net_svds():
-    """A dense Net and its layer SVDs, computed once (float64 SVDs of 3072x3000 take seconds)."""
-    net = build_model(0).eval()
-    return net, model_svds(net)
 
 
 @pytest.fixture
@@ -60,6 +53,19 @@ def test_factorized_and_reconstructed_paths_agree(linear: nn.Linear, rank: int) 
         assert low.macs() == 48 * 32
     set_mode(low, "factorized")
     assert low.macs() == rank * (48 + 32)
+
+
+@pytest.mark.parametrize("rank", [1, 8, 32])
+def test_merge_and_unmerge_both_ways(linear: nn.Linear, rank: int) -> None:
+    low = LowRankLinear.from_linear(linear, rank=rank)
+    x = torch.randn(16, 48)
+    merged = low.merge()
+    assert type(merged) is nn.Linear and merged.weight.shape == linear.weight.shape
+    torch.testing.assert_close(merged(x), low(x), rtol=0, atol=PATHS_ATOL)  # merge keeps the function
+    again = LowRankLinear.unmerge(merged, rank)  # a rank-r weight splits into rank-r factors exactly
+    assert again.rank == rank
+    torch.testing.assert_close(again(x), low(x), rtol=0, atol=PATHS_ATOL)
+    torch.testing.assert_close(again.merge().weight, merged.weight, rtol=0, atol=PATHS_ATOL)
 
 
 def test_reconstructed_cache_follows_weight_updates(linear: nn.Linear) -> None:

@@ -24,7 +24,7 @@ from torch_impl.compare.non_svd import (
 from torch_impl.compare.recipes import Context, default_recipes, run_recipe
 from torch_impl.compare.report import targets
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.lowrank import compress_model, model_svds
+from torch_impl.lowrank import compress_model
 from torch_impl.model import LINEAR_LAYERS, build_model
 from torch_impl.results import Result
 
@@ -34,11 +34,10 @@ SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory) -> Context:
+def ctx(tmp_path_factory, net_svds) -> Context:
     root = write_image_folder(tmp_path_factory.mktemp("cifar"), n_train=4, n_test=2)
     dm = CIFAR10DataModule(str(root), str(root / "cache"), batch_size=8, val_fraction=0.0)
-    dense = build_model(0).eval()
-    return Context(dense, model_svds(dense), torch.from_numpy(learnable_images(6, seed=5)[0]), dm, "cpu")
+    return Context(net_svds[0], net_svds[1], torch.from_numpy(learnable_images(6, seed=5)[0]), dm, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_impl.artifact import MANIFEST, load_compressed
 from torch_impl.files import atomic_path
 from torch_impl.model import Net, pooling_of
 
@@ -31,16 +32,31 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None =
     return path
 
 
+def _from_artifact(path: Path) -> tuple[Net, dict[str, Any]]:
+    model, manifest = load_compressed(path)
+    if not isinstance(model, Net) or any(row["kind"] != "dense" for row in manifest["layers"]):
+        kinds = ", ".join(sorted({r["kind"] for r in manifest["layers"]}))
+        raise ValueError(f"{path} holds a compressed model ({kinds} layers); this command starts from a dense "
+                         "network: pass the dense model.pt")
+    return model, {"manifest": manifest}
+
+
 def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
-    """The dense ``Net`` stored at ``path`` (``model.pt`` or Lightning ``.ckpt``) and its metadata."""
+    """The dense ``Net`` stored at ``path`` (``model.pt``, a Lightning ``.ckpt``, or a model
+    directory from ``torch_impl.artifact``) and its metadata. No file is unpickled."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python scripts/train.py` "
                                 "(it writes <out-dir>/model.pt) or pass --checkpoint PATH")
+    if path.is_dir() or path.name == MANIFEST:
+        return _from_artifact(path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only, so a crafted file cannot run code here
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle and zip errors come in many types
-        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a readable torch checkpoint of tensors ({first}); pass a model.pt "
+                         "written by scripts/train.py, a Lightning .ckpt, or a saved model directory") from None
     if isinstance(blob, dict) and blob.get("format") == FORMAT:
         state, meta = blob["state_dict"], blob.get("meta", {})
     elif isinstance(blob, dict) and "state_dict" in blob and "pytorch-lightning_version" in blob:

@@ -108,6 +108,22 @@ class LowRankLinear(nn.Module):
                 layer.bias.copy_(linear.bias.detach())
         return layer.to(w.device)
 
+    @classmethod
+    def unmerge(cls, linear: nn.Linear, rank: int, mode: Mode = "factorized") -> LowRankLinear:
+        """``merge``'s inverse for a weight of rank ``rank``: its two SVD factors (``from_linear``)."""
+        return cls.from_linear(linear, rank=rank, mode=mode)
+
+    def merge(self) -> nn.Linear:
+        """The ``nn.Linear`` computing the same function in one matrix: weight ``B @ A`` (formed in
+        float64, cast back), same bias, same device and dtype. ``unmerge(merged, rank)`` undoes it."""
+        a, b = self.A.detach(), self.B.detach()
+        out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=a.device, dtype=a.dtype)
+        with torch.no_grad():
+            out.weight.copy_((b.double() @ a.double()).to(a.dtype))
+            if self.bias is not None:
+                out.bias.copy_(self.bias.detach())
+        return out
+
     def reconstructed_weight(self) -> torch.Tensor:
         """``B @ A``: the rank-r weight ``[out, in]``."""
         return self.B @ self.A

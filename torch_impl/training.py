@@ -75,6 +75,17 @@ def _last_checkpoint(out_dir: Path) -> Path:
     return last
 
 
+def _checkpoint_step(path: Path) -> int:
+    """The step a Lightning checkpoint was saved at, read without running code from the file
+    (``weights_only``) and without reading its tensors (``mmap``)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception as err:  # pickle and zip errors come in many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--resume: {path} is not a readable Lightning checkpoint ({first}); "
+                         "start without --resume, or into a new --out-dir") from None
+
+
 def run_training(cfg: TrainConfig, resume: bool = False,
                  callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train with the fixed recipe; returns (and writes to ``metrics.json``) the results.
@@ -101,13 +112,12 @@ def run_training(cfg: TrainConfig, resume: bool = False,
         enable_model_summary=False,
     )
     # mmap: only the step counter is read here, not the 340 MB of tensors Lightning loads next
-    start_step = (torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)["global_step"]
-                  if ckpt_path else 0)
+    start_step = _checkpoint_step(ckpt_path) if ckpt_path else 0
     if start_step >= cfg.steps:  # Lightning would return at once, with no training end to read
         raise ValueError(f"--resume: the run in {out_dir} already trained {start_step} of --steps {cfg.steps}; "
                          "raise --steps to train it further, or start a new --out-dir")
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)  # no code runs from the file
     train_time = time.perf_counter() - start
     steps_done = trainer.global_step
     val = trainer.callback_metrics.get("val/acc")  # read before testing replaces the metrics

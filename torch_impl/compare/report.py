@@ -104,8 +104,9 @@ def table(results: list[Result], batch_sizes: tuple[int, int]) -> str:
         roof = " / ".join(f"{100 * r.get(f'roofline_fraction_b{b}', float('nan')):.1f}%" for b in batch_sizes)
         stored = "" if r.bytes is None else f"{r.bytes / 1e6:.1f}"
         read = r.get("weight_bytes_read")
+        name = f"[{r.method}]({r.get('model_dir')})" if r.get("model_dir") else r.method  # a saved model's files
         out.append(
-            f"| {i} | {r.method} | {100 * r.val_acc:.2f} | {100 * r.test_acc:.2f} | {diff} | {p} | "
+            f"| {i} | {name} | {100 * r.val_acc:.2f} | {100 * r.test_acc:.2f} | {diff} | {p} | "
             f"{_fmt_ratio(r, big)} | {r.latency_us[big]:.1f} | {_fmt_ratio(r, small)} | {r.latency_us[small]:.0f} | "
             f"{roof} | {r.total_macs / 1e6:.2f} | {r.params / 1e6:.2f} | {stored} | "
             f"{'' if read is None else f'{read / 1e6:.1f}'} |")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from torch_impl.compare.answers import answers
+from torch_impl.artifact import save_compressed
+from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
@@ -26,7 +28,7 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
 from torch_impl.inference import accuracy
 from torch_impl.lowrank import model_svds
-from torch_impl.results import Result
+from torch_impl.results import CONTROL_FAMILY, Result
 from torch_impl.roofline import measure_roofline
 from torch_impl.sweep import control_result, evaluate_into, time_into, timing_summary, write_results
 
@@ -48,13 +50,14 @@ def select_recipes(recipes: list[Recipe], only: str | None) -> list[Recipe]:
     return [r for r in recipes if r.name in wanted]
 
 
-def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, accelerator: str = "cpu") -> Context:
-    """The dense model, its SVDs (computed once for every recipe), and calibration images drawn
-    from the training split with a fixed seed."""
+def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, accelerator: str = "cpu",
+                 svds: dict | None = None) -> Context:
+    """The dense model, its SVDs (computed once for every recipe, unless passed), and calibration
+    images drawn from the training split with a fixed seed."""
     train_images = dm.numpy_splits()["train"][0]
     calib_idx = np.random.default_rng(0).permutation(len(train_images))[:calib_images]
-    return Context(dense.eval(), model_svds(dense), torch.from_numpy(train_images[calib_idx]), dm,
-                   accelerator=accelerator)
+    svds = svds if svds is not None else model_svds(dense)
+    return Context(dense.eval(), svds, torch.from_numpy(train_images[calib_idx]), dm, accelerator=accelerator)
 
 
 def batch_sizes_for(n_test: int) -> list[int]:
@@ -62,12 +65,44 @@ def batch_sizes_for(n_test: int) -> list[int]:
     return [min(10_000, n_test), 1]
 
 
+SAVE_CHOICES = ("front", "all", "none")
+
+
+def _slug(i: int, method: str) -> str:
+    words = re.sub(r"[^a-z0-9.]+", "-", method.lower()).strip("-")
+    return f"{i:02d}-{words[:60].rstrip('-')}"
+
+
+def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which: str = "front") -> list[Path]:
+    """Each model of ``which`` rows (``front``: the Pareto front on validation accuracy and
+    latency; ``all``; ``none``) saved with ``torch_impl.artifact`` under ``models_dir``; each
+    saved row records its directory as ``model_dir`` (relative to ``models_dir``'s parent)."""
+    if which not in SAVE_CHOICES:
+        raise ValueError(f"--save-models must be one of {SAVE_CHOICES}, got {which!r}")
+    results = [r for r, _ in entries]
+    keep = {id(r) for r in pareto_front(results)} if which == "front" else (
+        {id(r) for r in results if r.family != CONTROL_FAMILY} if which == "all" else set())
+    paths = []
+    for i, (result, model) in enumerate(entries, 1):
+        if id(result) not in keep:
+            continue
+        directory = models_dir / _slug(i, result.method)
+        row = result.to_row()
+        save_compressed(directory, model, method={k: row.get(k) for k in ("method", "family", *result.settings)},
+                        metrics={k: v for k, v in row.items() if k not in result.settings})
+        result.measured["model_dir"] = str(directory.relative_to(models_dir.parent))
+        paths.append(directory)
+    return paths
+
+
 def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor, torch.Tensor],
                    test: tuple[torch.Tensor, torch.Tensor], progress: bool = True,
                    on_row: Callable[[Result], None] | None = None, roofline: bool = True,
+                   models_dir: Path | None = None, save: str = "front",
                    **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The dense row, its A/A control, then one row per recipe; returns the rows and the timing
-    summary (``sweep.timing_summary``).
+    summary (``sweep.timing_summary``). With ``models_dir``, the ``save`` rows' models are
+    written there once measured (``save_models``).
 
     Each recipe's model is built (its fine-tune sees the training split without the validation
     images), scored on the validation split, where every choice is made, and then on the test
@@ -91,6 +126,8 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     roof = (measure_roofline(next(ctx.dense.parameters()).device, dense.measured["weight_bytes_read"])
             if roofline else None)
     rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, **protocol)
+    if models_dir is not None:
+        save_models(entries, models_dir, save)
     return [r.to_row() for r, _ in entries], timing_summary(rounds, entries[1][0], roof)
 
 

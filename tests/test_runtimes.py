@@ -1,0 +1,66 @@
+"""The runtime matrix runs each model in each runtime, scores it, and compares within a runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import learnable_images
+from torch_impl.compare.non_svd import dynamic_int8
+from torch_impl.lowrank import compress_model
+from torch_impl.model import FlattenHWC, Normalize, haiku_init_
+from torch_impl.runtimes import RUNTIMES, runtime_matrix
+from torch_impl.runtimes_report import matrix_report, runtime_plot, write_matrix
+
+pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
+SAME_FUNCTION_ACC = 0.0  # one model's test accuracy in every runtime: fp32 round-off flips no class here
+
+
+class SmallNet(nn.Module):
+    """``Net``'s layout (normalize, features, classifier) at a size that compiles in seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.normalize = Normalize()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, 2), FlattenHWC())
+        self.classifier = nn.Sequential(nn.Linear(16 * 16 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+        torch.manual_seed(0)
+        haiku_init_(self)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.normalize(images)))
+
+
+@pytest.mark.slow
+def test_every_model_in_every_runtime_it_can_run(tmp_path: Path) -> None:
+    images, labels = learnable_images(4, seed=3)
+    dense = SmallNet().eval()
+    models = {"dense": dense, "low-rank": compress_model(dense, rank_fraction=0.25)[0],
+              "int8": dynamic_int8(dense)}
+    rows, timing = runtime_matrix(models, images, labels, tmp_path / "onnx", [len(labels), 1], progress=False,
+                                  min_rounds=2, max_rounds=2)
+    got = {(r["model"], r["runtime"]) for r in rows}
+    assert got == {(m, rt) for m in ("dense", "low-rank") for rt in RUNTIMES} | {("int8", "eager")}
+    assert {(s["model"], s["runtime"]) for s in timing["skipped"]} == {("int8", "compile"), ("int8", "onnxruntime")}
+    for r in rows:
+        b = len(labels)
+        assert r["latency_us_b1"] > 0 and r[f"ratio_lo_b{b}"] <= r[f"ratio_b{b}"] <= r[f"ratio_hi_b{b}"]
+        if r["model"] == "dense":
+            assert r[f"ratio_b{b}"] == 1.0  # the reference of its own runtime
+    for name in ("dense", "low-rank"):
+        accs = [r["test_acc"] for r in rows if r["model"] == name]
+        assert max(accs) - min(accs) <= SAME_FUNCTION_ACC, (name, accs)
+    low_ort = next(r for r in rows if r["model"] == "low-rank" and r["runtime"] == "onnxruntime")
+    assert low_ort["factor_shapes_kept"] and low_ort["max_abs_logit_diff"] < 1e-4
+    assert all(r["graph_breaks"] == 0 for r in rows if r["runtime"] == "compile")
+    meta = {"n_test": len(labels), "timing": timing, "provenance": {"command": "test", "git_commit": "abc",
+                                                                     "device": "cpu", "torch_threads": 2}}
+    write_matrix(rows, tmp_path, meta)
+    plot = runtime_plot(rows, tmp_path / "runtimes.png", [len(labels), 1])
+    text = matrix_report(rows, [len(labels), 1], meta, plot)
+    assert all(f"**{rt}**" in text for rt in RUNTIMES) and "int8 does not run in onnxruntime" in text
+    assert np.isfinite((tmp_path / "runtimes.png").stat().st_size)

@@ -1,0 +1,193 @@
+"""A compressed (or dense) model on disk: safetensors weights beside a JSON manifest.
+
+A model directory holds two files:
+    model.safetensors   every tensor by its name in the module tree; no pickle, so loading
+                        a file someone sent cannot run code
+    manifest.json       the module tree (``torch_impl.module_spec``), a per-layer summary
+                        (kind, rank, shapes), the base network and its pooling, how the model
+                        was made, its measured accuracy and latency, provenance, and the
+                        weights file's SHA-256 (a manifest never pairs with other weights)
+
+``load_compressed`` needs nothing else: not the recipe, not the dense weights.
+
+Dynamically quantized linears keep their int8 weight in a packed object, not a tensor, so
+they are stored as the int8 values, scales and zero points (per tensor or per channel) and
+the float bias, and repacked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+from torch_impl.compare.conv_lowrank import LowRankConv2d
+from torch_impl.files import atomic_path, write_json
+from torch_impl.lowrank import LowRankLinear
+from torch_impl.model import DEFAULT_POOLING, Net
+from torch_impl.module_spec import build_module, module_spec
+from torch_impl.provenance import provenance
+
+FORMAT = "svd_compress.compressed/1"
+WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
+_PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
+
+
+def _int8_layers(model: nn.Module) -> dict[str, DynamicInt8Linear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, DynamicInt8Linear)}
+
+
+def _under(key: str, prefixes: dict[str, Any]) -> bool:
+    return any(key.startswith(p + ".") for p in prefixes)
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model`` by name, int8 layers unpacked (module doc); on the CPU."""
+    q = _int8_layers(model)
+    out = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not _under(k, q)}
+    for name, m in q.items():
+        w, b = m._weight_bias()
+        out[f"{name}.weight_int8"] = w.int_repr().contiguous()
+        if w.qscheme() in _PER_CHANNEL:
+            out[f"{name}.weight_scale"] = w.q_per_channel_scales().contiguous()
+            out[f"{name}.weight_zero_point"] = w.q_per_channel_zero_points().contiguous()
+            out[f"{name}.weight_axis"] = torch.tensor([w.q_per_channel_axis()])
+        else:
+            out[f"{name}.weight_scale"] = torch.tensor([w.q_scale()], dtype=torch.float64)
+            out[f"{name}.weight_zero_point"] = torch.tensor([w.q_zero_point()])
+        if b is not None:
+            out[f"{name}.bias"] = b.detach().contiguous()
+    return out
+
+
+def load_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """Puts ``tensors`` (``model_tensors``' layout) into ``model``; every tensor must fit exactly."""
+    q = _int8_layers(model)
+    for name, m in q.items():
+        try:
+            values, scale, zero = (tensors[f"{name}.weight_{s}"] for s in ("int8", "scale", "zero_point"))
+        except KeyError as err:
+            raise ValueError(f"the weights lack {err} for the int8 layer {name!r} the manifest names") from None
+        if f"{name}.weight_axis" in tensors:
+            w = torch._make_per_channel_quantized_tensor(values, scale, zero, int(tensors[f"{name}.weight_axis"]))
+        else:
+            w = torch._make_per_tensor_quantized_tensor(values, float(scale), int(zero))
+        m.set_weight_bias(w, tensors.get(f"{name}.bias"))
+    # The model's own state dict carries the int8 layers' packed form and the version metadata
+    # their loader needs; the float entries are replaced by the file's.
+    state = model.state_dict()
+    wanted = {k for k in state if not _under(k, q)}
+    given = {k for k in tensors if not _under(k, q)}
+    if wanted != given:
+        raise ValueError(f"the weights do not fit the manifest's modules: missing {sorted(wanted - given)[:5]}, "
+                         f"unexpected {sorted(given - wanted)[:5]}")
+    for k in wanted:
+        state[k] = tensors[k]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"the weights do not fit the manifest's modules: {' '.join(str(err).split())[:300]}") from None
+    return model
+
+
+def layer_summary(model: nn.Module) -> list[dict[str, Any]]:
+    """Each weight layer: name, kind (dense, low-rank, low-rank conv, folded pool, pruned
+    channels, int8), rank where it has one, and its weight shapes."""
+    with torch.device("meta"):
+        base = Net(getattr(model, "pooling", DEFAULT_POOLING), init=False)
+    base_shapes = {n: tuple(m.weight.shape) for n, m in base.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    out, inside = [], ()
+    for name, m in model.named_modules():
+        if inside and name.startswith(inside):
+            continue
+        row: dict[str, Any] | None = None
+        if isinstance(m, LowRankLinear):
+            row = {"kind": "low-rank", "rank": m.rank, "shapes": {"A": list(m.A.shape), "B": list(m.B.shape)}}
+        elif isinstance(m, LowRankConv2d):
+            row = {"kind": "low-rank conv", "rank": m.rank,
+                   "shapes": {"reduce": list(m.reduce.weight.shape), "expand": list(m.expand.weight.shape)}}
+            inside = name + "."
+        elif isinstance(m, DynamicInt8Linear):
+            row = {"kind": "int8", "shapes": {"weight": [m.out_features, m.in_features]}}
+        elif isinstance(m, (nn.Linear, nn.Conv2d)):
+            shape = tuple(m.weight.shape)
+            kind = ("folded pool" if isinstance(m, nn.Conv2d) and m.stride != (1, 1)
+                    else "pruned channels" if name in base_shapes and base_shapes[name] != shape else "dense")
+            row = {"kind": kind, "shapes": {"weight": list(shape)}}
+        if row is not None:
+            out.append({"name": name, **row})
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_compressed(directory: str | Path, model: nn.Module, method: dict[str, Any] | None = None,
+                    metrics: dict[str, Any] | None = None) -> Path:
+    """Writes ``model`` to ``directory`` (weights first, then the manifest; each atomically)
+    and returns the manifest's path. ``method``: how it was made; ``metrics``: what was measured."""
+    directory = Path(directory)
+    spec = module_spec(model)  # fails on an unsupported module before anything is written
+    tensors = model_tensors(model)
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    manifest = {
+        "format": FORMAT,
+        "base": {"network": "Net", "pooling": getattr(model, "pooling", None)},
+        "layers": layer_summary(model),
+        "method": method or {},
+        "metrics": metrics or {},
+        "weights": {"file": WEIGHTS, "sha256": _sha256(directory / WEIGHTS), "tensors": len(tensors),
+                    "bytes": sum(t.numel() * t.element_size() for t in tensors.values())},
+        "module": spec,
+        "provenance": provenance(next(model.parameters(), torch.empty(0)).device),
+    }
+    return write_json(directory / MANIFEST, manifest)
+
+
+def read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(the model directory, its manifest) for a directory or its ``manifest.json``."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no {MANIFEST} in {directory}: pass a directory written by save_compressed "
+                                "(scripts/compare_methods.py saves its Pareto-front models under <out-dir>/models/)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{manifest_path} is not valid JSON ({err}); the model directory is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_path} is not a {FORMAT} manifest (format: "
+                         f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    return directory, manifest
+
+
+def load_compressed(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The model saved at ``path`` (its directory or manifest) in eval mode, and its manifest."""
+    directory, manifest = read_manifest(path)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory} has a manifest but no {WEIGHTS}; the model directory is incomplete")
+    if _sha256(weights) != manifest.get("weights", {}).get("sha256"):
+        raise ValueError(f"{weights} is not the file {directory / MANIFEST} was written with (SHA-256 differs); "
+                         "the directory mixes two saves: save the model again")
+    model = build_module(manifest["module"])
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{weights} is not a readable safetensors file ({err})") from None
+    load_tensors(model, tensors)
+    return model.to(device).eval(), manifest

@@ -1,0 +1,127 @@
+"""The runtime matrix: every model in torch eager, torch.compile and ONNX Runtime, timed together.
+
+"Does low rank speed inference up?" depends on the runtime that runs it. Each model here runs
+three ways, all in one set of interleaved rounds (``torch_impl.latency``), and each model's
+ratio to dense is taken *within* a runtime (its per-round time over dense's in the same
+runtime), with a bootstrap interval over rounds:
+  eager        the project's path (``inference.predict``: the trunk in chunks of 256 images,
+               the MLP in chunks of 1,024 rows)
+  compile      ``torch.compile`` (Inductor, ``dynamic=True`` so one graph serves every chunk
+               and batch size) of the trunk and of the MLP, in the same chunks as eager;
+               ``torch._dynamo.explain`` counts graph breaks
+  onnxruntime  the file ``torch_impl.export`` writes, on ONNX Runtime's CPU provider with its
+               full graph optimizations and as many intra-op threads as torch uses, the whole
+               batch per call (ONNX Runtime plans its own memory); the optimized graph it runs
+               is checked for low-rank factors multiplied back (``export.check_export``)
+A model that cannot run in a runtime (int8 from ``torch.ao``, which neither ONNX nor Inductor
+takes) gets no row there, and the reason is recorded.
+
+Each (model, runtime) is also scored on the test images: a runtime that changes a model's
+predictions would show here before its speed mattered.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torch_impl.export import check_export, check_exportable, export_model, runner
+from torch_impl.inference import MLP_CHUNK, _chunked, inference_chunk, predict
+from torch_impl.latency import Call, time_interleaved, torch_calls
+from torch_impl.stats import ratio_interval
+
+RUNTIMES = ("eager", "compile", "onnxruntime")
+Predict = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, 32, 32, 3] -> logits [N, 10]
+
+
+def compiled_predict(model: nn.Module) -> tuple[Predict, int]:
+    """``model`` through ``torch.compile`` in ``predict``'s chunks, and its graph-break count."""
+    model = model.eval()
+    trunk = lambda x: model.features(model.normalize(x))
+    trunk_c = torch.compile(trunk, dynamic=True)
+    mlp_c = torch.compile(model.classifier, dynamic=True)
+    example = torch.zeros(4, 32, 32, 3, dtype=torch.uint8)
+    with torch.inference_mode():
+        breaks = torch._dynamo.explain(trunk)(example).graph_break_count
+        breaks += torch._dynamo.explain(model.classifier)(trunk(example)).graph_break_count
+    chunk = inference_chunk(torch.device("cpu"))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            feats = _chunked(trunk_c, torch.from_numpy(x), chunk)
+            return _chunked(mlp_c, feats, max(chunk, MLP_CHUNK)).numpy()
+    return run, breaks
+
+
+def onnxruntime_predict(model: nn.Module, path: Path, images: np.ndarray, labels: np.ndarray
+                        ) -> tuple[Predict, dict[str, Any]]:
+    """``model`` exported to ONNX at ``path`` and run by ONNX Runtime, and the export's check."""
+    export_model(model, path, "onnx")
+    check = check_export(model, path, "onnx", images, labels)
+    return runner(path, "onnx", threads=torch.get_num_threads()), check
+
+
+def _call(fn: Predict, batch: np.ndarray) -> Call:
+    return lambda: fn(batch)
+
+
+def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.ndarray, work_dir: Path,
+                   batch_sizes: list[int], reference: str = "dense", progress: bool = True,
+                   **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One row per (model, runtime): test accuracy, per-example medians, the ratio to
+    ``reference`` in the same runtime with its 95% interval; and the timing summary."""
+    if reference not in models:
+        raise ValueError(f"the reference {reference!r} is not among the models {list(models)}")
+    calls: dict[str, dict[int, Call]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    skipped: list[dict[str, str]] = []
+    for name, model in models.items():
+        model = model.eval()
+        fns: dict[str, Predict] = {}
+        calls[f"{name}|eager"] = torch_calls(model, torch.from_numpy(images), batch_sizes)
+        rows[f"{name}|eager"] = {}
+        fns["eager"] = lambda x, m=model: _eager_predict(m, x)
+        try:
+            check_exportable(model)
+        except ValueError as err:
+            skipped += [{"model": name, "runtime": rt, "why": str(err)} for rt in ("compile", "onnxruntime")]
+        else:
+            fns["compile"], breaks = compiled_predict(copy.deepcopy(model))
+            rows[f"{name}|compile"] = {"graph_breaks": breaks}
+            fns["onnxruntime"], check = onnxruntime_predict(model, work_dir / f"{_safe(name)}.onnx", images, labels)
+            rows[f"{name}|onnxruntime"] = {"factor_shapes_kept": check["factor_shapes_kept"],
+                                           "max_abs_logit_diff": check["max_abs_logit_diff"]}
+            for rt in ("compile", "onnxruntime"):
+                calls[f"{name}|{rt}"] = {b: _call(fns[rt], images[:b]) for b in batch_sizes}
+        for rt, fn in fns.items():
+            rows[f"{name}|{rt}"]["test_acc"] = float((fn(images).argmax(1) == labels).mean())
+    rounds = time_interleaved(calls, f"{reference}|eager", progress=progress, **protocol)
+    out = []
+    for key, row in rows.items():
+        name, rt = key.split("|")
+        ref = f"{reference}|{rt}"
+        entry = {"model": name, "runtime": rt, **row}
+        for b in batch_sizes:
+            entry[f"latency_us_b{b}"] = rounds.stats[key][b].per_example_us
+            if ref in rounds.times and key != ref:
+                r, lo, hi = ratio_interval(rounds.times[key][b], rounds.times[ref][b])
+                entry.update({f"ratio_b{b}": r, f"ratio_lo_b{b}": lo, f"ratio_hi_b{b}": hi})
+            elif key == ref:
+                entry.update({f"ratio_b{b}": 1.0, f"ratio_lo_b{b}": 1.0, f"ratio_hi_b{b}": 1.0})
+        out.append(entry)
+    return out, {**rounds.summary(), "skipped": skipped}
+
+
+def _eager_predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return predict(model, torch.from_numpy(x)).numpy()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in name)[:80]

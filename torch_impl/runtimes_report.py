@@ -1,0 +1,116 @@
+"""The runtime matrix written out: CSV and JSON, a plot, and RUNTIMES.md with one answer per runtime."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from torch_impl.files import atomic_path, write_json  # noqa: E402
+from torch_impl.runtimes import RUNTIMES  # noqa: E402
+
+
+def write_matrix(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
+    """``runtimes.csv`` (one row per model and runtime) and ``runtimes.json`` (rows plus provenance)."""
+    fields = ["model", "runtime", "test_acc"] + sorted({k for r in rows for k in r} - {"model", "runtime", "test_acc"})
+    with atomic_path(out_dir / "runtimes.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return out_dir / "runtimes.csv", write_json(out_dir / "runtimes.json", {**meta, "rows": rows})
+
+
+def matrix_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
+    """Markdown: one row per (model, runtime), ratios to dense in the same runtime."""
+    head = "| model | runtime | test acc % | " + " | ".join(
+        f"us/ex b{b} | x dense b{b} [95%]" for b in batch_sizes) + " | notes |"
+    lines = [head, "|" + "---|" * (4 + 2 * len(batch_sizes))]
+    for r in rows:
+        cells = [r["model"], r["runtime"], f"{100 * r['test_acc']:.2f}"]
+        for b in batch_sizes:
+            cells += [f"{r[f'latency_us_b{b}']:.1f}",
+                      f"{r[f'ratio_b{b}']:.3f} [{r[f'ratio_lo_b{b}']:.3f}, {r[f'ratio_hi_b{b}']:.3f}]"]
+        notes = []
+        if "graph_breaks" in r:
+            notes.append(f"{r['graph_breaks']} graph breaks")
+        if "factor_shapes_kept" in r:
+            notes.append("factors kept in the optimized graph" if r["factor_shapes_kept"] else "FACTORS MERGED")
+        lines.append("| " + " | ".join([*cells, "; ".join(notes)]) + " |")
+    return "\n".join(lines)
+
+
+def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str = "dense") -> list[str]:
+    """Per runtime: the fastest compressed model against dense in that runtime, judged by its interval;
+    and which runtime is fastest for dense and for that model."""
+    out, big = [], batch_sizes[0]
+    for rt in RUNTIMES:
+        here = [r for r in rows if r["runtime"] == rt and r["model"] != reference]
+        if not here:
+            continue
+        best = min(here, key=lambda r: r[f"ratio_b{big}"])
+        lo, hi = best[f"ratio_lo_b{big}"], best[f"ratio_hi_b{big}"]
+        verdict = ("faster than dense" if hi < 1 else "slower than dense" if lo > 1 else
+                   "not distinguishable from dense")
+        out.append(f"**{rt}**: the fastest compressed model, {best['model']}, runs at {best[f'ratio_b{big}']:.3f}x "
+                   f"dense's time [{lo:.3f}, {hi:.3f}] at batch {big} ({verdict}, 95% interval over rounds), "
+                   f"test accuracy {100 * best['test_acc']:.2f}%.")
+    for name in {reference, *(r["model"] for r in rows if r["model"] != reference)}:
+        mine = [r for r in rows if r["model"] == name]
+        if len(mine) > 1:
+            fastest = min(mine, key=lambda r: r[f"latency_us_b{big}"])
+            eager = next(r for r in mine if r["runtime"] == "eager")
+            out.append(f"Fastest runtime for {name} at batch {big}: {fastest['runtime']} "
+                       f"({fastest[f'latency_us_b{big}']:.1f} us/example against eager's "
+                       f"{eager[f'latency_us_b{big}']:.1f}).")
+    return out
+
+
+def runtime_plot(rows: list[dict[str, Any]], path: Path, batch_sizes: list[int]) -> Path:
+    """Ratio to dense in the same runtime, per model (groups) and runtime (bars), with intervals."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 0.5 * len(models) + 2),
+                             squeeze=False)
+    for ax, b in zip(axes[0], batch_sizes):
+        for k, rt in enumerate(RUNTIMES):
+            ys, xs, err = [], [], [[], []]
+            for i, m in enumerate(models):
+                r = next((r for r in rows if r["model"] == m and r["runtime"] == rt), None)
+                if r is None:
+                    continue
+                ys.append(i + (k - 1) * 0.25)
+                xs.append(r[f"ratio_b{b}"])
+                err[0].append(r[f"ratio_b{b}"] - r[f"ratio_lo_b{b}"])
+                err[1].append(r[f"ratio_hi_b{b}"] - r[f"ratio_b{b}"])
+            ax.barh(ys, xs, height=0.25, xerr=err, label=rt, capsize=2)
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_yticks(range(len(models)), [m[:40] for m in models], fontsize=7)
+        ax.set_xlabel(f"time / dense's in the same runtime, batch {b}")
+        ax.invert_yaxis()
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def matrix_report(rows: list[dict[str, Any]], batch_sizes: list[int], meta: dict[str, Any], plot: Path) -> str:
+    """RUNTIMES.md's text."""
+    p, t = meta["provenance"], meta["timing"]
+    lines = ["# Does low rank speed inference up, runtime by runtime?", "",
+             f"Generated by `{p['command']}` at commit `{p['git_commit']}` on {p['device']} "
+             f"({p['torch_threads']} threads). {meta['n_test']} test images.", "",
+             f"Timing: {t['rounds']} rounds in {t['elapsed_s']:.0f} s, stopped by the {t['stopped_by']}"
+             + (f". **{t['warning']}**" if t.get("warning") else "."),
+             "Ratios compare each model with dense in the same runtime; intervals are 95% bootstrap intervals "
+             "over rounds.", "", f"![runtimes]({plot.name})", "", matrix_table(rows, batch_sizes), "",
+             "## Answers", ""]
+    lines += [f"- {a}" for a in answers(rows, batch_sizes)]
+    for s in t.get("skipped", []):
+        lines.append(f"- {s['model']} does not run in {s['runtime']}: {s['why']}")
+    return "\n".join(lines) + "\n"
