@@ -3,6 +3,7 @@ test, all are timed together with the A/A control, and choices see validation nu
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
-from torch_impl.artifact import load_compressed
+from torch_impl.artifact import load_compressed, logits_fingerprint
 from torch_impl.compare import run as compare_run
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import make_context, run_comparison, select_recipes, write_outputs
@@ -18,6 +19,7 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
 from torch_impl.results import CONTROL_FAMILY, Result
 
+ROOT = Path(__file__).resolve().parent.parent
 RECIPES = "SVD f=0.2;budget 0.4M, data-aware + FT;dense int8"
 
 
@@ -63,4 +65,11 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
         model, manifest = load_compressed(tmp_path / "out" / r.get("model_dir"))
         assert manifest["method"]["method"] == r.method and manifest["metrics"]["test_acc"] == r.test_acc
         assert accuracy(model, *splits["test"]) == pytest.approx(r.test_acc, abs=0.5 / n_test)  # same count
+        assert logits_fingerprint(model, splits["test"][0]) == manifest["metrics"]["test_logits_sha256"]
     assert results[1].get("model_dir") is None  # the A/A control is the dense model again
+    spec = importlib.util.spec_from_file_location("verify_models", ROOT / "scripts" / "verify_models.py")
+    verify = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verify)
+    dirs = [str(tmp_path / "out" / r.get("model_dir")) for r in [results[0], *results[2:]]]
+    checked = verify.main([*dirs, "--data-dir", str(root), "--cache-dir", str(tmp_path / "cache")])
+    assert [c["identical"] for c in checked] == [True] * len(dirs)

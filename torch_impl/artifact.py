@@ -30,6 +30,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from torch_impl.compare.conv_lowrank import LowRankConv2d
 from torch_impl.files import atomic_path, write_json
+from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
 from torch_impl.model import DEFAULT_POOLING, Net
 from torch_impl.module_spec import build_module, module_spec
@@ -124,6 +125,15 @@ def layer_summary(model: nn.Module) -> list[dict[str, Any]]:
         if row is not None:
             out.append({"name": name, **row})
     return out
+
+
+def logits_fingerprint(model: nn.Module, images: torch.Tensor) -> str:
+    """SHA-256 of ``model``'s float32 logits on ``images`` (through ``inference.predict``): equal
+    fingerprints mean bit-identical predictions. The same machine and thread count give the
+    same bits; another CPU may differ in the last bits, and then only accuracy compares."""
+    with torch.inference_mode():
+        logits = predict(model.eval(), images).float().contiguous().cpu().numpy()
+    return hashlib.sha256(logits.tobytes()).hexdigest()
 
 
 def _sha256(path: Path) -> str:

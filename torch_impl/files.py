@@ -28,6 +28,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as f:  # on disk before the rename makes it the real file
             os.fsync(f.fileno())
+        umask = os.umask(0)  # some writers create private files (0600); give it the usual mode
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

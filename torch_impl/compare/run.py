@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from torch_impl.artifact import save_compressed
+from torch_impl.artifact import logits_fingerprint, save_compressed
 from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
@@ -73,10 +73,13 @@ def _slug(i: int, method: str) -> str:
     return f"{i:02d}-{words[:60].rstrip('-')}"
 
 
-def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which: str = "front") -> list[Path]:
+def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which: str = "front",
+                test_images: torch.Tensor | None = None) -> list[Path]:
     """Each model of ``which`` rows (``front``: the Pareto front on validation accuracy and
     latency; ``all``; ``none``) saved with ``torch_impl.artifact`` under ``models_dir``; each
-    saved row records its directory as ``model_dir`` (relative to ``models_dir``'s parent)."""
+    saved row records its directory as ``model_dir`` (relative to ``models_dir``'s parent).
+    With ``test_images``, each manifest also holds the fingerprint of the model's logits on
+    them (``artifact.logits_fingerprint``), which ``scripts/verify_models.py`` checks."""
     if which not in SAVE_CHOICES:
         raise ValueError(f"--save-models must be one of {SAVE_CHOICES}, got {which!r}")
     results = [r for r, _ in entries]
@@ -88,8 +91,11 @@ def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which
             continue
         directory = models_dir / _slug(i, result.method)
         row = result.to_row()
+        metrics = {k: v for k, v in row.items() if k not in result.settings}
+        if test_images is not None:
+            metrics.update(test_logits_sha256=logits_fingerprint(model, test_images), n_test=len(test_images))
         save_compressed(directory, model, method={k: row.get(k) for k in ("method", "family", *result.settings)},
-                        metrics={k: v for k, v in row.items() if k not in result.settings})
+                        metrics=metrics)
         result.measured["model_dir"] = str(directory.relative_to(models_dir.parent))
         paths.append(directory)
     return paths
@@ -127,7 +133,7 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
             if roofline else None)
     rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, **protocol)
     if models_dir is not None:
-        save_models(entries, models_dir, save)
+        save_models(entries, models_dir, save, test[0])
     return [r.to_row() for r, _ in entries], timing_summary(rounds, entries[1][0], roof)
 
 
