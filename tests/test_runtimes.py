@@ -51,6 +51,11 @@ def test_every_model_in_every_runtime_it_can_run(tmp_path: Path) -> None:
         assert r["latency_us_b1"] > 0 and r[f"ratio_lo_b{b}"] <= r[f"ratio_b{b}"] <= r[f"ratio_hi_b{b}"]
         if r["model"] == "dense":
             assert r[f"ratio_b{b}"] == 1.0  # the reference of its own runtime
+    for r in rows:  # each runtime against eager for the same model, from the same rounds
+        if r["runtime"] == "eager":
+            assert "vs_eager_b1" not in r
+        else:
+            assert r["vs_eager_lo_b1"] <= r["vs_eager_b1"] <= r["vs_eager_hi_b1"]
     for name in ("dense", "low-rank"):
         accs = [r["test_acc"] for r in rows if r["model"] == name]
         assert max(accs) - min(accs) <= SAME_FUNCTION_ACC, (name, accs)

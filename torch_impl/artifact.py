@@ -28,10 +28,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-from torch_impl.compare.conv_lowrank import LowRankConv2d
 from torch_impl.files import atomic_path, write_json
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
+from torch_impl.lowrank_conv import LowRankConv2d
 from torch_impl.model import DEFAULT_POOLING, Net
 from torch_impl.module_spec import build_module, module_spec
 from torch_impl.provenance import provenance

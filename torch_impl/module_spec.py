@@ -17,8 +17,8 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 from torch.nn.utils import prune
 
-from torch_impl.compare.conv_lowrank import LowRankConv2d
 from torch_impl.lowrank import LowRankLinear
+from torch_impl.lowrank_conv import LowRankConv2d
 from torch_impl.model import FlattenHWC, HaikuAvgPool, Net, Normalize
 
 

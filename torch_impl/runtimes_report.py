@@ -59,14 +59,12 @@ def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str =
         out.append(f"**{rt}**: the fastest compressed model, {best['model']}, runs at {best[f'ratio_b{big}']:.3f}x "
                    f"dense's time [{lo:.3f}, {hi:.3f}] at batch {big} ({verdict}, 95% interval over rounds), "
                    f"test accuracy {100 * best['test_acc']:.2f}%.")
-    for name in {reference, *(r["model"] for r in rows if r["model"] != reference)}:
-        mine = [r for r in rows if r["model"] == name]
-        if len(mine) > 1:
-            fastest = min(mine, key=lambda r: r[f"latency_us_b{big}"])
-            eager = next(r for r in mine if r["runtime"] == "eager")
-            out.append(f"Fastest runtime for {name} at batch {big}: {fastest['runtime']} "
-                       f"({fastest[f'latency_us_b{big}']:.1f} us/example against eager's "
-                       f"{eager[f'latency_us_b{big}']:.1f}).")
+    for name in dict.fromkeys(r["model"] for r in rows):
+        others = [r for r in rows if r["model"] == name and f"vs_eager_b{big}" in r]
+        if others:
+            out.append(f"{name} at batch {big}, time over its own eager time: " + "; ".join(
+                f"{r['runtime']} {r[f'vs_eager_b{big}']:.3f}x [{r[f'vs_eager_lo_b{big}']:.3f}, "
+                f"{r[f'vs_eager_hi_b{big}']:.3f}]" for r in others) + ".")
     return out
 
 
