@@ -32,6 +32,12 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None =
     return path
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line (pickle and zip errors can span many), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _from_artifact(path: Path) -> tuple[Net, dict[str, Any]]:
     model, manifest = load_compressed(path)
     if not isinstance(model, Net) or any(row["kind"] != "dense" for row in manifest["layers"]):
@@ -54,8 +60,7 @@ def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
         # weights_only: tensors and plain containers only, so a crafted file cannot run code here
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle and zip errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable torch checkpoint of tensors ({first}); pass a model.pt "
+        raise ValueError(f"{path} is not a readable torch checkpoint of tensors ({first_line(err)}); pass a model.pt "
                          "written by scripts/train.py, a Lightning .ckpt, or a saved model directory") from None
     if isinstance(blob, dict) and blob.get("format") == FORMAT:
         state, meta = blob["state_dict"], blob.get("meta", {})

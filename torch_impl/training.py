@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from torch_impl.checkpoint import save_model
+from torch_impl.checkpoint import first_line, save_model
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.files import write_json
@@ -81,8 +81,7 @@ def _checkpoint_step(path: Path) -> int:
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     except Exception as err:  # pickle and zip errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--resume: {path} is not a readable Lightning checkpoint ({first}); "
+        raise ValueError(f"--resume: {path} is not a readable Lightning checkpoint ({first_line(err)}); "
                          "start without --resume, or into a new --out-dir") from None
 
 
