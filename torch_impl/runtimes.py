@@ -16,8 +16,11 @@ runtime), with a bootstrap interval over rounds:
                without a traceback on a 24 GB machine, one with calls of 1,000 did not);
                the optimized graph it runs is checked for low-rank factors
                multiplied back (``export.check_export``)
-A model that cannot run in a runtime (int8 from ``torch.ao``, which neither ONNX nor Inductor
-takes) gets no row there, and the reason is recorded.
+A model that cannot run in a runtime gets no row there, and the reason is recorded: int8 from
+``torch.ao`` runs in eager only; its "compile" row is the same weights on torchao's int8 path
+(``torch_impl.int8``) under ``torch.compile``, so the two int8 paths meet in one set of rounds.
+An A/A control (``AA_NAME``, a copy of dense, eager) shows the rounds' own noise: its interval
+should contain 1.0, and the summary carries a loud warning when it does not.
 
 Each (model, runtime) is also scored on the test images: a runtime that changes a model's
 predictions would show here before its speed mattered.
@@ -34,13 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_impl.export import check_export, check_exportable, export_model, runner
+from torch_impl.export import check_export, export_model, runner
 from torch_impl.inference import MLP_CHUNK, _chunked, inference_chunk, predict
-from torch_impl.latency import Call, time_interleaved, torch_calls
+from torch_impl.int8 import as_torchao_int8, has_dynamic_int8
+from torch_impl.latency import Call, aa_check, time_interleaved, torch_calls
 from torch_impl.stats import ratio_interval
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 ORT_CHUNK = 1000
+AA_NAME = "dense copy (A/A)"
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, 32, 32, 3] -> logits [N, 10]
 
 
@@ -95,18 +100,21 @@ def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.
     calls: dict[str, dict[int, Call]] = {}
     rows: dict[str, dict[str, Any]] = {}
     skipped: list[dict[str, str]] = []
+    models = {**models, AA_NAME: copy.deepcopy(models[reference])}
     for name, model in models.items():
         model = model.eval()
         fns: dict[str, Predict] = {}
         calls[f"{name}|eager"] = torch_calls(model, torch.from_numpy(images), batch_sizes)
         rows[f"{name}|eager"] = {}
         fns["eager"] = lambda x, m=model: _eager_predict(m, x)
-        try:
-            check_exportable(model)
-        except ValueError as err:
-            skipped += [{"model": name, "runtime": "onnxruntime", "why": str(err)},
-                        {"model": name, "runtime": "compile", "why": "not attempted for torch.ao dynamic int8 layers "
-                         "(torchao's int8, which is meant for torch.compile, would be the path to measure)"}]
+        if name == AA_NAME:
+            pass
+        elif has_dynamic_int8(model):
+            skipped.append({"model": name, "runtime": "onnxruntime", "why": "torch.ao dynamic int8 layers have no "
+                            "ONNX export; its compile row is the same weights on torchao's int8 path"})
+            fns["compile"], breaks = compiled_predict(as_torchao_int8(model))
+            rows[f"{name}|compile"] = {"graph_breaks": breaks, "int8_path": "torchao"}
+            calls[f"{name}|compile"] = {b: _call(fns["compile"], images[:b]) for b in batch_sizes}
         else:
             fns["compile"], breaks = compiled_predict(copy.deepcopy(model))
             rows[f"{name}|compile"] = {"graph_breaks": breaks}
@@ -134,7 +142,10 @@ def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.
                 r, lo, hi = ratio_interval(rounds.times[key][b], rounds.times[f"{name}|eager"][b])
                 entry.update({f"vs_eager_b{b}": r, f"vs_eager_lo_b{b}": lo, f"vs_eager_hi_b{b}": hi})
         out.append(entry)
-    return out, {**rounds.summary(), "skipped": skipped}
+    summary = {**rounds.summary(), "skipped": skipped}
+    if warning := aa_check(rounds.stats[f"{AA_NAME}|eager"]):
+        summary["aa_warning"] = warning
+    return out, summary
 
 
 def _eager_predict(model: nn.Module, x: np.ndarray) -> np.ndarray:

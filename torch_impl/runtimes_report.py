@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torch_impl.files import atomic_path, write_json  # noqa: E402
-from torch_impl.runtimes import RUNTIMES  # noqa: E402
+from torch_impl.runtimes import AA_NAME, RUNTIMES  # noqa: E402
 
 
 def write_matrix(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
@@ -38,6 +38,10 @@ def matrix_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
         notes = []
         if "graph_breaks" in r:
             notes.append(f"{r['graph_breaks']} graph breaks")
+        if r.get("int8_path") == "torchao":
+            notes.append("torchao int8 (re-quantized from the torch.ao model)")
+        if r["model"] == AA_NAME:
+            notes.append("A/A control: a copy of dense timed as another model")
         if "factor_shapes_kept" in r:
             notes.append("factors kept in the optimized graph" if r["factor_shapes_kept"] else "FACTORS MERGED")
         lines.append("| " + " | ".join([*cells, "; ".join(notes)]) + " |")
@@ -49,7 +53,7 @@ def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str =
     and which runtime is fastest for dense and for that model."""
     out, big = [], batch_sizes[0]
     for rt in RUNTIMES:
-        here = [r for r in rows if r["runtime"] == rt and r["model"] != reference]
+        here = [r for r in rows if r["runtime"] == rt and r["model"] not in (reference, AA_NAME)]
         if not here:
             continue
         best = min(here, key=lambda r: r[f"ratio_b{big}"])
@@ -59,6 +63,15 @@ def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str =
         out.append(f"**{rt}**: the fastest compressed model, {best['model']}, runs at {best[f'ratio_b{big}']:.3f}x "
                    f"dense's time [{lo:.3f}, {hi:.3f}] at batch {big} ({verdict}, 95% interval over rounds), "
                    f"test accuracy {100 * best['test_acc']:.2f}%.")
+    for r in rows:
+        if r.get("int8_path") == "torchao":
+            lo, hi = r[f"vs_eager_lo_b{big}"], r[f"vs_eager_hi_b{big}"]
+            verdict = ("faster" if hi < 1 else "slower" if lo > 1 else "not distinguishable")
+            eager_acc = next(e["test_acc"] for e in rows if e["model"] == r["model"] and e["runtime"] == "eager")
+            out.append(f"**int8 paths** ({r['model']}): torchao's int8 under torch.compile takes "
+                       f"{r[f'vs_eager_b{big}']:.3f}x [{lo:.3f}, {hi:.3f}] the time of torch.ao's dynamic int8 in "
+                       f"eager at batch {big} ({verdict}); test accuracy {100 * r['test_acc']:.2f}% (torchao) vs "
+                       f"{100 * eager_acc:.2f}% (torch.ao).")
     for name in dict.fromkeys(r["model"] for r in rows):
         others = [r for r in rows if r["model"] == name and f"vs_eager_b{big}" in r]
         if others:
@@ -105,6 +118,10 @@ def matrix_report(rows: list[dict[str, Any]], batch_sizes: list[int], meta: dict
              f"({p['torch_threads']} threads). {meta['n_test']} test images.", "",
              f"Timing: {t['rounds']} rounds in {t['elapsed_s']:.0f} s, stopped by the {t['stopped_by']}"
              + (f". **{t['warning']}**" if t.get("warning") else "."),
+             f"A/A control ({AA_NAME}, eager): "
+             + "; ".join(f"{r[f'ratio_b{b}']:.3f}x [{r[f'ratio_lo_b{b}']:.3f}, {r[f'ratio_hi_b{b}']:.3f}] at batch {b}"
+                         for r in rows if r["model"] == AA_NAME for b in batch_sizes)
+             + (f". **{t['aa_warning']}**" if t.get("aa_warning") else " (contains 1.0, as it should)."),
              "Ratios compare each model with dense in the same runtime; intervals are 95% bootstrap intervals "
              "over rounds.", "", f"![runtimes]({plot.name})", "", matrix_table(rows, batch_sizes), "",
              "## Answers", ""]
