@@ -10,22 +10,22 @@ NCHW-contiguous input, the channels-last view in one call, and channels-last in 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch.utils.benchmark import Timer
 
+from torch_impl.cli import make_parser, positive_int, positive_int_list
 from torch_impl.model import build_model
 from torch_impl.provenance import device_name
 from torch_impl.runtime import flush_denormals
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=10_000)
-    p.add_argument("--chunks", default="64,128,256,512,1024,2500")
-    p.add_argument("--mlp-chunks", default="512,1024,2500", help="MLP chunk sizes after a trunk in chunks of 256")
-    p.add_argument("--repeats", type=int, default=5)
+    p = make_parser(__doc__)
+    p.add_argument("--batch", type=positive_int, default=10_000)
+    p.add_argument("--chunks", type=positive_int_list(), default="64,128,256,512,1024,2500")
+    p.add_argument("--mlp-chunks", type=positive_int_list(), default="512,1024,2500",
+                   help="MLP chunk sizes after a trunk in chunks of 256")
+    p.add_argument("--repeats", type=positive_int, default=5)
     args = p.parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     net = build_model(42).eval()  # weights do not change the cost of dense fp32 kernels
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cl = net.normalize(images)  # NCHW shape, channels-last strides (a view of NHWC)
         nchw = cl.contiguous()
         variants = {"NCHW contiguous, one call": (nchw, None), "channels-last view, one call": (cl, None)}
-        for c in (int(c) for c in args.chunks.split(",")):
+        for c in args.chunks:
             variants[f"channels-last, chunks of {c}"] = (cl, c)
-        for c in (int(c) for c in args.mlp_chunks.split(",")):
+        for c in args.mlp_chunks:
             variants[f"trunk chunks 256, MLP chunks {c}"] = (cl, (256, c))
         results = {}
         print(f"device: {device_name()}, threads: {torch.get_num_threads()}, batch {args.batch}")

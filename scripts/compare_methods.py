@@ -23,6 +23,7 @@ from torch_impl.cli import (
     add_progress_arg,
     add_timing_args,
     fail,
+    make_parser,
     positive_int,
     timing_protocol,
 )
@@ -45,7 +46,7 @@ from torch_impl.sweep import describe_timing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_checkpoint_arg(p)
     p.add_argument("--out-dir", default="runs/compare")
     p.add_argument("--finetune-steps", type=positive_int, default=400, help="recovery fine-tune length (batch 128)")
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     out_dir = Path(args.out_dir)
     try:
+        protocol = timing_protocol(args)
         if args.report_only:
             paths = rewrite_outputs(out_dir)
             print("\n".join(f"{k}: {v}" for k, v in paths.items()))
@@ -80,7 +82,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
         if not len(splits["val"][1]):
             raise ValueError("the validation split is empty; every choice is made on it")
-        protocol = timing_protocol(args)
         if dense.pooling == "spatial":
             check_fold_budget(dense, args.fold_budget)
         else:

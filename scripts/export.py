@@ -20,7 +20,7 @@ import torch
 
 from torch_impl.artifact import MANIFEST, load_compressed
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import add_data_args, fail
+from torch_impl.cli import add_data_args, fail, make_parser
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.export import FORMATS, SUFFIX, check_export, check_exportable, export_model
 from torch_impl.files import write_json
@@ -29,7 +29,7 @@ from torch_impl.runtime import flush_denormals
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("model", help="a saved model directory (manifest.json inside), or a dense model.pt / .ckpt")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", help="the exported file (default: model.onnx / model.pt2 beside the model)")

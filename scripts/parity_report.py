@@ -37,11 +37,27 @@ PARITY_FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 FAIR_POINTS = ((None, "dense"), (0.5, "factorized"), (0.1, "factorized"))
 
 
+def read_jax_run(run_dir: str) -> dict:
+    """The metrics of a ``train.py --framework jax`` run, or a one-line error naming the flag."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--jax-run {run_dir}: no metrics.json there; pass the --out-dir of "
+                                "`python scripts/train.py --framework jax`")
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--jax-run {run_dir}: {path} is not readable JSON ({err}); rerun that training") from None
+    if not isinstance(metrics, dict) or "test_acc_ema" not in metrics:
+        raise ValueError(f"--jax-run {run_dir}: {path} is not a training run's metrics (no test_acc_ema)")
+    return metrics
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.make_parser(__doc__)
     cli.add_checkpoint_arg(p)
     p.add_argument("--jax-run", help="out-dir of `train.py --framework jax` (its metrics.json)")
-    p.add_argument("--fractions", default=",".join(str(f) for f in PARITY_FRACTIONS),
+    p.add_argument("--fractions", type=cli.arg_type(parse_fractions),
+                   default=",".join(str(f) for f in PARITY_FRACTIONS),
                    help="default: 8 points (the JAX sweep costs ~1 ms per image on a 2-core CPU)")
     cli.add_data_args(p)
     p.add_argument("--out-dir", default="runs/parity")
@@ -55,12 +71,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     try:
-        fractions = parse_fractions(args.fractions)
+        protocol = cli.timing_protocol(args)
+        fractions = args.fractions
+        jax_metrics = read_jax_run(args.jax_run) if args.jax_run else None  # before an hour of sweeps
         images, labels = CIFAR10DataModule(args.data_dir, args.cache_dir,
                                            test_limit=args.test_limit).numpy_splits()["test"]
         net, meta = load_model(args.checkpoint)
         device = resolve_device(args.device)
-        protocol = cli.timing_protocol(args)
     except (DataError, ValueError, FileNotFoundError) as err:
         cli.fail(err)
     batch_sizes = [min(10_000, len(labels)), 1]
@@ -93,8 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         "comparison": merged, "fair_latency": fair, "timing": {"sweep": timing, "fair": fair_timing},
         "provenance": origin,
     }
-    if args.jax_run:
-        jax_metrics = json.loads((Path(args.jax_run) / "metrics.json").read_text())
+    if jax_metrics is not None:
         torch_metrics = meta.get("metrics", {})
         report["independent_training"] = {
             fw: {k: m.get(k) for k in ("test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")}

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from torch_impl.artifact import load_compressed
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import add_checkpoint_arg, add_data_args, add_progress_arg, add_timing_args, fail, timing_protocol
+from torch_impl.cli import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_progress_arg,
+    add_timing_args,
+    fail,
+    make_parser,
+    timing_protocol,
+)
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.files import write_text
 from torch_impl.provenance import provenance
@@ -26,7 +34,7 @@ from torch_impl.runtimes_report import matrix_report, matrix_table, runtime_plot
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_checkpoint_arg(p)
     p.add_argument("--compare-dir", help="a compare_methods.py --out-dir: time every model saved in its models/")
     p.add_argument("--models", nargs="*", default=[], help="saved model directories (manifest.json inside)")

@@ -28,7 +28,10 @@ from torch_impl.cli import (
     add_device_arg,
     add_progress_arg,
     add_timing_args,
+    arg_type,
     fail,
+    make_parser,
+    positive_int_list,
     timing_protocol,
 )
 from torch_impl.data import CIFAR10DataModule, DataError
@@ -47,8 +50,15 @@ from torch_impl.sweep import (
 )
 
 
+def parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise ValueError(f"--modes takes {','.join(MODES)} (one or both), got {text!r}")
+    return modes
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_checkpoint_arg(p)
     p.add_argument("--framework", choices=("torch", "jax"), default="torch")
     p.add_argument("--haiku-params", "--jax-params", dest="haiku_params", metavar="FILE",
@@ -56,9 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "`train.py --framework jax`; or a pickle with --trust-pickle) instead of --checkpoint")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow --haiku-params to be a pickle (.pkl): loading one can run any code it holds")
-    p.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS))
-    p.add_argument("--modes", default=",".join(MODES), help="factorized,reconstructed")
-    p.add_argument("--batch-sizes", default="10000,1", help="latency batch sizes")
+    p.add_argument("--fractions", type=arg_type(parse_fractions), default=",".join(str(f) for f in DEFAULT_FRACTIONS),
+                   help="rank fractions in (0, 1], comma-separated")
+    p.add_argument("--modes", type=arg_type(parse_modes), default=",".join(MODES), help="factorized,reconstructed")
+    p.add_argument("--batch-sizes", type=positive_int_list(2), default="10000,1",
+                   help="the two latency batch sizes: large, then small (default 10000,1)")
     add_data_args(p)
     p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
     add_device_arg(p)
@@ -71,11 +83,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     try:
-        fractions = parse_fractions(args.fractions)
-        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        if bad := [m for m in modes if m not in MODES]:
-            raise ValueError(f"--modes takes {','.join(MODES)}, got {bad}")
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+        protocol = timing_protocol(args)
+        fractions, modes, batch_sizes = args.fractions, args.modes, args.batch_sizes
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, test_limit=args.test_limit)
         images, labels = dm.numpy_splits()["test"]
         batch_sizes = [min(b, len(labels)) for b in batch_sizes]
@@ -86,7 +95,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             net, meta = load_model(args.checkpoint)
             haiku = None
         device = resolve_device(args.device)
-        protocol = timing_protocol(args)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     progress = not args.no_progress_bar

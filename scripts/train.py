@@ -14,34 +14,45 @@ import argparse
 import json
 from pathlib import Path
 
-from torch_impl.cli import add_data_args, add_progress_arg, fail, positive_int
+from torch_impl.cli import (
+    add_data_args,
+    add_progress_arg,
+    fail,
+    holdout_fraction,
+    make_parser,
+    nonnegative_int,
+    positive_int,
+)
 from torch_impl.data import DataError
 from torch_impl.jax_training import run_jax_training
 from torch_impl.model import DEFAULT_POOLING, POOLINGS
+from torch_impl.rundir import own_out_dir
 from torch_impl.runtime import flush_denormals
 from torch_impl.training import PRESETS, config_from_preset, run_training
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--framework", choices=("torch", "jax"), default="torch",
                    help="torch: Lightning (default); jax: the jax_ref reference, same recipe")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="cpu: batch 128, 3500 steps; seed: batch 1000, 10001 steps (default: cpu)")
-    p.add_argument("--steps", type=int, help="optimizer steps (overrides the preset)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int, default=42, help="init and shuffling seed (default: 42)")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (overrides the preset)")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--seed", type=nonnegative_int, default=42, help="init and shuffling seed (default: 42)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
                    help="spatial: 2x2 pools over H and W, the network the take-home meant (default); haiku: "
                         "the take-home's hk.AvgPool as Haiku runs it, over W and C (30.5 M parameters)")
-    p.add_argument("--eval-every", type=int, help="validate the EMA every N steps")
-    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (resume loses at most N)")
+    p.add_argument("--eval-every", type=positive_int, help="validate the EMA every N steps")
+    p.add_argument("--ckpt-every", type=positive_int, help="checkpoint every N steps (resume loses at most N)")
     add_data_args(p)
     p.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision into --data-dir")
     p.add_argument("--out-dir", default="runs/train", help="checkpoints, logs, model.pt, metrics.json")
-    p.add_argument("--val-fraction", type=float, help="share of the training images held out (default 0.1)")
+    p.add_argument("--val-fraction", type=holdout_fraction, help="share of the training images held out (default 0.1)")
     p.add_argument("--train-limit", type=positive_int, help="use only the first N training images (smoke runs)")
-    p.add_argument("--resume", action="store_true", help="continue from <out-dir>/checkpoints/last.ckpt")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its newest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished or interrupted run in --out-dir (its checkpoints and results)")
     p.add_argument("--accelerator", default="auto", help="passed to lightning.Trainer (cpu, gpu, auto)")
     p.add_argument("--devices", default="auto", help="passed to lightning.Trainer")
     p.add_argument("--strategy", default="auto", help="passed to lightning.Trainer (e.g. ddp)")
@@ -66,11 +77,14 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError("--resume is for the torch trainer; a jax_ref run restarts from the init")
     except ValueError as err:
         fail(err)
+    # A run's files: another run must not write beside them, nor resume from them unasked.
+    markers = ("params.npz", "metrics.json") if args.framework == "jax" else ("model.pt", "metrics.json", "checkpoints")
     try:
-        if args.framework == "jax":
-            metrics = run_jax_training(cfg)
-        else:
-            metrics = run_training(cfg, resume=args.resume)
+        with own_out_dir(cfg.out_dir, markers, resume=args.resume, overwrite=args.overwrite):
+            if args.framework == "jax":
+                metrics = run_jax_training(cfg)
+            else:
+                metrics = run_training(cfg, resume=args.resume)
     except (DataError, FileNotFoundError, ValueError) as err:
         fail(err)
     keys = ("pooling", "test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")

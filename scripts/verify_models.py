@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from torch_impl.artifact import load_compressed, logits_fingerprint
-from torch_impl.cli import add_data_args, fail
+from torch_impl.cli import add_data_args, fail, make_parser
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.inference import accuracy
 from torch_impl.runtime import flush_denormals
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("models", nargs="+", help="saved model directories (manifest.json inside)")
     add_data_args(p, test_limit=False)
     return p.parse_args(argv)

@@ -89,7 +89,7 @@ def test_resume_after_crash_matches_an_uninterrupted_run(tmp_path: Path) -> None
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no checkpoint at .*last.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"--resume: no checkpoint in .*checkpoints; start without --resume"):
         run_training(small_config(tmp_path, tmp_path), resume=True)
 
 

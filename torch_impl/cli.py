@@ -1,16 +1,33 @@
 """The command-line flags the scripts share, defined once, and how a script reports bad input.
 
 Every script parses its flags with argparse, builds what they name, runs, and prints; a
-mistake in the input ends it with one line that names the problem and the fix (``fail``).
+mistake in the input ends it with one line that names the problem and the fix, and exit
+status 2, as argparse ends a malformed flag: values are checked by the ``type=`` functions
+here where one flag alone decides, and by ``fail`` after parsing where a file or another
+flag must be read first.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 DEFAULT_CHECKPOINT = "runs/train/model.pt"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``<prog>: error: <what>; see <prog> --help`` and exit 2,
+    instead of the usage block above the error, which buries it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def make_parser(doc: str | None) -> Parser:
+    """The parser every script starts from: its module docstring as the description."""
+    return Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +39,51 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse ``type`` for seeds: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def holdout_fraction(text: str) -> float:
+    """An argparse ``type`` for the share of training images held out: in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 0.1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def positive_int_list(count: int | None = None) -> Callable[[str], list[int]]:
+    """An argparse ``type`` for comma-separated whole numbers of at least 1 (exactly ``count`` of them)."""
+    def parse(text: str) -> list[int]:
+        parts = [t.strip() for t in text.split(",") if t.strip()]
+        values = [positive_int(t) for t in parts]  # its ArgumentTypeError names the bad item
+        if not values or (count is not None and len(values) != count):
+            want = f"{count} comma-separated numbers" if count else "comma-separated numbers"
+            raise argparse.ArgumentTypeError(f"expected {want} like 10000,1, got {text!r}")
+        return values
+    return parse
+
+
+def arg_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse ``type`` from a parser that raises ``ValueError`` with the message to show."""
+    def wrapped(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    wrapped.__name__ = getattr(parse, "__name__", "value")  # argparse names the type in some errors
+    return wrapped
 
 
 def add_data_args(p: argparse.ArgumentParser, test_limit: bool = True) -> None:
@@ -74,6 +136,20 @@ def timing_protocol(args: argparse.Namespace) -> dict:
             "time_cap_s": args.time_cap}
 
 
+class InputError(SystemExit):
+    """Exit status 2 (argparse's, for bad input), carrying the one-line message as its text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def fail(err: BaseException | str) -> NoReturn:
-    """End the script with ``error: <message>`` on stderr and exit status 1."""
-    sys.exit(f"error: {err}")
+    """End the script with one line, ``error: <message>``, on stderr and exit status 2."""
+    text = str(err).strip()
+    message = f"error: {text.splitlines()[0] if text else type(err).__name__}"
+    print(message, file=sys.stderr)
+    raise InputError(message)

@@ -68,11 +68,14 @@ def config_from_preset(preset: str | None, **overrides: Any) -> TrainConfig:
 
 
 def _last_checkpoint(out_dir: Path) -> Path:
-    last = out_dir / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {last}; start without --resume, "
+    """The newest checkpoint of the run in ``out_dir``: the highest step among its
+    ``checkpoints/*.ckpt`` (Lightning names a second "last" ``last-v1.ckpt``; ``own_out_dir``
+    keeps a second run out, and this still never resumes from an older file by its name)."""
+    found = sorted((out_dir / "checkpoints").glob("*.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"--resume: no checkpoint in {out_dir / 'checkpoints'}; start without --resume, "
                                 "or pass the --out-dir of the interrupted run")
-    return last
+    return max(found, key=lambda p: (_checkpoint_step(p), p.stat().st_mtime))
 
 
 def _checkpoint_step(path: Path) -> int:
