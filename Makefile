@@ -20,13 +20,26 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install
-	$(PY) scripts/train.py --out-dir $(OUT)/train $(TRAIN_ARGS)
-	$(PY) scripts/sweep_ranks.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/sweep
-	$(PY) scripts/parity_report.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/parity
-	$(PY) scripts/compare_methods.py --checkpoint $(OUT)/train/model.pt --out-dir $(OUT)/compare
-	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare
+# Each step's result file is a make target: a rerun after a kill skips the finished steps;
+# training resumes from its checkpoints, the comparison from its finished points (points/).
+# A step whose input changed is redone: --overwrite, since make has decided its old results are stale.
+run: install $(OUT)/compare/runtimes/runtimes.json
 	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots), $(OUT)/compare/REPORT.md, models/ and runtimes/RUNTIMES.md"
+
+$(OUT)/train/model.pt: | install
+	$(PY) scripts/train.py --out-dir $(OUT)/train $$(test -d $(OUT)/train/checkpoints && echo --resume) $(TRAIN_ARGS)
+
+$(OUT)/sweep/sweep.json: $(OUT)/train/model.pt
+	$(PY) scripts/sweep_ranks.py --checkpoint $< --out-dir $(OUT)/sweep --overwrite
+
+$(OUT)/parity/parity.json: $(OUT)/train/model.pt $(OUT)/sweep/sweep.json
+	$(PY) scripts/parity_report.py --checkpoint $< --out-dir $(OUT)/parity --overwrite
+
+$(OUT)/compare/compare.json: $(OUT)/train/model.pt $(OUT)/parity/parity.json
+	$(PY) scripts/compare_methods.py --checkpoint $< --out-dir $(OUT)/compare
+
+$(OUT)/compare/runtimes/runtimes.json: $(OUT)/compare/compare.json
+	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare --overwrite
 
 lint: install
 	$(VENV)/bin/ruff check .

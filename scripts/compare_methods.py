@@ -4,6 +4,10 @@
     python scripts/compare_methods.py --checkpoint runs/cpu_seed42/model.pt --finetune-steps 400
     python scripts/compare_methods.py --only "SVD f=0.2;dense int8" --test-limit 2000   # a quick look
 
+Each recipe's model is kept in <out-dir>/points/ as soon as it is built: rerunning the same
+command after a kill or a crash loads the finished ones and builds only the rest (--force
+rebuilds all). A recipe that fails is reported at the end (exit status 1); the others run.
+
 Methods (torch_impl/compare/recipes.py): plain SVD, per-layer ranks (energy and MAC-budget rules),
 data-aware factors, recovery fine-tuning, low-rank convolutions, a smaller head, magnitude
 pruning, dynamic int8, and combinations. Writes compare.csv/json, pareto.png and REPORT.md.
@@ -12,6 +16,8 @@ pruning, dynamic int8, and combinations. Writes compare.csv/json, pareto.png and
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -24,9 +30,11 @@ from torch_impl.cli import (
     add_timing_args,
     fail,
     make_parser,
+    owning,
     positive_int,
     timing_protocol,
 )
+from torch_impl.compare.points import Points
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import (
     SAVE_CHOICES,
@@ -39,8 +47,9 @@ from torch_impl.compare.run import (
     write_outputs,
 )
 from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.files import sha256
 from torch_impl.provenance import provenance
-from torch_impl.results import Result
+from torch_impl.results import Result, stored_bytes
 from torch_impl.runtime import flush_denormals
 from torch_impl.sweep import describe_timing
 
@@ -61,16 +70,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "torch_impl.artifact.load_compressed): the Pareto front (default), all, or none")
     add_data_args(p)
     add_timing_args(p, time_cap_s=1800)
+    p.add_argument("--force", action="store_true",
+                   help="rebuild every recipe's model instead of loading those an earlier run finished")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild pareto.png, targets.json and REPORT.md from <out-dir>/compare.json")
     add_progress_arg(p)
     return p.parse_args(argv)
 
 
+def check_free_disk(out_dir: Path, n_models: int, dense_bytes: int) -> None:
+    """Room for every recipe's model in points/ (none is larger than the dense one) before an hour of work."""
+    free, need = shutil.disk_usage(out_dir).free, n_models * dense_bytes
+    if free < need:
+        raise ValueError(f"{out_dir} has {free / 1e9:.2f} GB free; keeping {n_models} models needs up to "
+                         f"{need / 1e9:.2f} GB: free some space, choose another --out-dir, or fewer methods (--only)")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
-    out_dir = Path(args.out_dir)
+    # No finished-run markers: rerunning the same command resumes (points/), and rewrites the results.
+    return owning(args.out_dir, (), False, lambda out: _run(args, out))
+
+
+def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     try:
         protocol = timing_protocol(args)
         if args.report_only:
@@ -89,6 +112,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   "fold or prune around spatial pools do not apply and are left out")
         recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
                                                  fold_budget=args.fold_budget, pooling=dense.pooling), args.only)
+        check_free_disk(out_dir, len(recipes), stored_bytes(dense))
+        points = Points(out_dir / "points", {
+            "checkpoint_sha256": sha256(args.checkpoint), "finetune_steps": args.finetune_steps,
+            "distill_steps": args.distill_steps, "fold_budget": args.fold_budget, "calib_images": args.calib_images,
+            "n_train": len(dm.numpy_splits()["train"][1]), "n_val": len(splits["val"][1]),
+            "test_limit": args.test_limit}, force=args.force)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)
@@ -99,7 +128,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     n_test = len(splits["test"][1])
     rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=not args.no_progress_bar,
-                                  on_row=show, models_dir=out_dir / "models", save=args.save_models, **protocol)
+                                  on_row=show, models_dir=out_dir / "models", save=args.save_models, points=points,
+                                  **protocol)
     meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
             "batch_sizes": batch_sizes_for(n_test), "finetune_steps": args.finetune_steps,
             "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,
@@ -107,6 +137,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     paths = write_outputs(rows, out_dir, meta)
     print(describe_timing(timing))
     print("\n" + "\n".join(f"{k}: {v}" for k, v in paths.items()))
+    if points.skipped:
+        print(f"\nloaded {len(points.skipped)} finished model(s) from {points.root} instead of building them: "
+              + "; ".join(points.skipped))
+    if timing["failures"]:
+        sys.exit(f"\n{len(timing['failures'])} recipe(s) failed (kept out of the table; the report lists them): "
+                 + "; ".join(f"{f['method']}: {f['error']}" for f in timing["failures"])
+                 + "\nrerun the same command to try them again; finished models are loaded, not rebuilt")
     return rows
 
 

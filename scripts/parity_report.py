@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="default: 8 points (the JAX sweep costs ~1 ms per image on a 2-core CPU)")
     cli.add_data_args(p)
     p.add_argument("--out-dir", default="runs/parity")
+    cli.add_overwrite_arg(p)
     cli.add_device_arg(p)  # JAX uses its default backend
     cli.add_timing_args(p, time_cap_s=600)
     cli.add_progress_arg(p)
@@ -70,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    return cli.owning(args.out_dir, ("parity.json", "parity.csv"), args.overwrite, lambda out: _run(args, out))
+
+
+def _run(args: argparse.Namespace, out_dir: Path) -> dict:
     try:
         protocol = cli.timing_protocol(args)
         fractions = args.fractions
@@ -101,7 +106,6 @@ def main(argv: list[str] | None = None) -> dict:
         {p: (net if f is None else compress_model(net, rank_fraction=f)[0]).to(device) for p, f in points.items()},
         {p: jax_lowrank.point_model(params, "dense" if f is None else "factorized", f)[1:] for p, f in points.items()},
         images, batch_sizes[0], progress=progress, **protocol)
-    out_dir = Path(args.out_dir)
     report = {
         "checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes,
         "torch_method": INFERENCE_METHOD, "torch_device": str(device),

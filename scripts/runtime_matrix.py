@@ -19,10 +19,12 @@ from torch_impl.checkpoint import load_model
 from torch_impl.cli import (
     add_checkpoint_arg,
     add_data_args,
+    add_overwrite_arg,
     add_progress_arg,
     add_timing_args,
     fail,
     make_parser,
+    owning,
     timing_protocol,
 )
 from torch_impl.data import CIFAR10DataModule, DataError
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-dir", help="a compare_methods.py --out-dir: time every model saved in its models/")
     p.add_argument("--models", nargs="*", default=[], help="saved model directories (manifest.json inside)")
     p.add_argument("--out-dir", help="default: <compare-dir>/runtimes, else runs/runtimes")
+    add_overwrite_arg(p)
     add_data_args(p)
     add_timing_args(p, time_cap_s=1200)
     add_progress_arg(p)
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  "(it saves the Pareto front by default) or pass --models")
         dirs += found
     out_dir = Path(args.out_dir or (Path(args.compare_dir) / "runtimes" if args.compare_dir else "runs/runtimes"))
+    return owning(out_dir, ("runtimes.json", "RUNTIMES.md"), args.overwrite, lambda out: _run(args, dirs, out))
+
+
+def _run(args: argparse.Namespace, dirs: list[Path], out_dir: Path) -> list[dict]:
     try:
         protocol = timing_protocol(args)
         dense, _ = load_model(args.checkpoint)

@@ -26,11 +26,13 @@ from torch_impl.cli import (
     add_checkpoint_arg,
     add_data_args,
     add_device_arg,
+    add_overwrite_arg,
     add_progress_arg,
     add_timing_args,
     arg_type,
     fail,
     make_parser,
+    owning,
     positive_int_list,
     timing_protocol,
 )
@@ -73,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the two latency batch sizes: large, then small (default 10000,1)")
     add_data_args(p)
     p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
+    add_overwrite_arg(p)
     add_device_arg(p)
     add_timing_args(p, time_cap_s=1200)
     add_progress_arg(p)
@@ -82,6 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    out_dir = Path(args.out_dir or ("runs/sweep" if args.framework == "torch" else "runs/sweep_jax"))
+    return owning(out_dir, ("sweep.json", "sweep.csv"), args.overwrite, lambda out: _run(args, out))
+
+
+def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     try:
         protocol = timing_protocol(args)
         fractions, modes, batch_sizes = args.fractions, args.modes, args.batch_sizes
@@ -116,7 +124,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         params = haiku if haiku is not None else torch_to_haiku(net)
         rows = jax_lowrank.run_sweep(params, images, labels, fractions, modes, batch_sizes, progress=progress)
         method = f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready"
-    out_dir = Path(args.out_dir or ("runs/sweep" if args.framework == "torch" else "runs/sweep_jax"))
     source = args.haiku_params or args.checkpoint
     info = {"checkpoint": str(source), "checkpoint_meta": meta.get("metrics", meta), "pooling": net.pooling,
             "fractions": fractions,

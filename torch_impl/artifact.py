@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-from torch_impl.files import atomic_path, write_json
+from torch_impl.files import atomic_path, sha256, write_json
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
 from torch_impl.lowrank_conv import LowRankConv2d
@@ -136,14 +136,6 @@ def logits_fingerprint(model: nn.Module, images: torch.Tensor) -> str:
     return hashlib.sha256(logits.tobytes()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_compressed(directory: str | Path, model: nn.Module, method: dict[str, Any] | None = None,
                     metrics: dict[str, Any] | None = None) -> Path:
     """Writes ``model`` to ``directory`` (weights first, then the manifest; each atomically)
@@ -159,7 +151,7 @@ def save_compressed(directory: str | Path, model: nn.Module, method: dict[str, A
         "layers": layer_summary(model),
         "method": method or {},
         "metrics": metrics or {},
-        "weights": {"file": WEIGHTS, "sha256": _sha256(directory / WEIGHTS), "tensors": len(tensors),
+        "weights": {"file": WEIGHTS, "sha256": sha256(directory / WEIGHTS), "tensors": len(tensors),
                     "bytes": sum(t.numel() * t.element_size() for t in tensors.values())},
         "module": spec,
         "provenance": provenance(next(model.parameters(), torch.empty(0)).device),
@@ -191,7 +183,7 @@ def load_compressed(path: str | Path, device: str | torch.device = "cpu") -> tup
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has a manifest but no {WEIGHTS}; the model directory is incomplete")
-    if _sha256(weights) != manifest.get("weights", {}).get("sha256"):
+    if sha256(weights) != manifest.get("weights", {}).get("sha256"):
         raise ValueError(f"{weights} is not the file {directory / MANIFEST} was written with (SHA-256 differs); "
                          "the directory mixes two saves: save the model again")
     model = build_module(manifest["module"])

@@ -12,7 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from torch_impl.rundir import OutDirError, own_out_dir
+
+T = TypeVar("T")
 
 DEFAULT_CHECKPOINT = "runs/train/model.pt"
 
@@ -103,6 +108,20 @@ def add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto (the GPU if any), cpu, cuda, cuda:1")
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out-dir")
+
+
+def owning(out_dir: str | Path, markers: tuple[str, ...], overwrite: bool, body: Callable[[Path], T]) -> T:
+    """``body(out_dir)`` while holding ``out_dir`` (``rundir.own_out_dir``: one live run per
+    directory; earlier results, ``markers``, kept unless ``overwrite``); a refusal is one line."""
+    try:
+        with own_out_dir(out_dir, markers, overwrite=overwrite) as out:
+            return body(out)
+    except OutDirError as err:
+        fail(err)
 
 
 def add_progress_arg(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -22,19 +23,27 @@ from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.compare.rank_select import budget_ranks, energy_ranks, ranks_macs
 from torch_impl.cost import count_macs
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.lowrank import compress_model
+from torch_impl.lowrank import compress_model, model_svds
 from torch_impl.model import CONV_LAYERS, DEFAULT_POOLING, check_pooling
 
 
 @dataclass
 class Context:
-    """What every recipe may use: the dense model, its SVDs, calibration images, the data."""
+    """What every recipe may use: the dense model, its SVDs, calibration images, the data.
+
+    ``svds`` is computed on first use (float64 SVDs of every layer take ~15 s on 2 cores), so
+    a run whose recipes need none (int8, pruning) or a rerun that loads every finished point
+    does not pay for them; pass them in to share one computation."""
 
     dense: nn.Module
-    svds: dict
+    given_svds: dict | None
     calib_images: torch.Tensor
     datamodule: CIFAR10DataModule
     accelerator: str = "auto"
+
+    @cached_property
+    def svds(self) -> dict:
+        return self.given_svds if self.given_svds is not None else model_svds(self.dense)
 
 
 Builder = Callable[[Context], tuple[nn.Module, dict[str, Any]]]

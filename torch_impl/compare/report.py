@@ -182,6 +182,13 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
     if aa := timing.get("aa_control"):
         lines.append(f"A/A control: {aa['ratio']:.3f}x [{aa['interval'][0]:.3f}, {aa['interval'][1]:.3f}]"
                      + (f". **{aa['warning']}**" if aa["warning"] else ", containing 1.0 as it should."))
+    if failures := timing.get("failures"):
+        lines.append(f"**{len(failures)} recipe(s) failed and have no row**: "
+                     + "; ".join(f"{f['method']} ({f['error']})" for f in failures)
+                     + ". Rerunning the same command builds only these (and any unfinished) again.")
+    if loaded := timing.get("points_loaded"):
+        lines.append(f"{len(loaded)} model(s) were built by an earlier, interrupted run of this command and loaded "
+                     "from `points/` (timing and scoring are always this run's).")
     if roof:
         lines.append(f"Roofline: fp32 GEMM {roof['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s ({roof['gemm_n']}^3), "
                      f"read {roof['read_bytes_per_s'] / 1e9:.1f} GB/s, copy {roof['copy_bytes_per_s'] / 1e9:.1f} GB/s "

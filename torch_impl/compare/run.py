@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ from tqdm.auto import tqdm
 
 from torch_impl.artifact import logits_fingerprint, save_compressed
 from torch_impl.compare.answers import answers, pareto_front
+from torch_impl.compare.points import Points
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
 from torch_impl.inference import accuracy
-from torch_impl.lowrank import model_svds
 from torch_impl.results import CONTROL_FAMILY, Result
 from torch_impl.roofline import measure_roofline
 from torch_impl.sweep import control_result, evaluate_into, time_into, timing_summary, write_results
@@ -52,11 +53,10 @@ def select_recipes(recipes: list[Recipe], only: str | None) -> list[Recipe]:
 
 def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, accelerator: str = "cpu",
                  svds: dict | None = None) -> Context:
-    """The dense model, its SVDs (computed once for every recipe, unless passed), and calibration
-    images drawn from the training split with a fixed seed."""
+    """The dense model, its SVDs (computed once, when a recipe first needs them, unless passed),
+    and calibration images drawn from the training split with a fixed seed."""
     train_images = dm.numpy_splits()["train"][0]
     calib_idx = np.random.default_rng(0).permutation(len(train_images))[:calib_images]
-    svds = svds if svds is not None else model_svds(dense)
     return Context(dense.eval(), svds, torch.from_numpy(train_images[calib_idx]), dm, accelerator=accelerator)
 
 
@@ -104,11 +104,13 @@ def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which
 def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor, torch.Tensor],
                    test: tuple[torch.Tensor, torch.Tensor], progress: bool = True,
                    on_row: Callable[[Result], None] | None = None, roofline: bool = True,
-                   models_dir: Path | None = None, save: str = "front",
+                   models_dir: Path | None = None, save: str = "front", points: Points | None = None,
                    **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The dense row, its A/A control, then one row per recipe; returns the rows and the timing
-    summary (``sweep.timing_summary``). With ``models_dir``, the ``save`` rows' models are
-    written there once measured (``save_models``).
+    summary (``sweep.timing_summary``, plus ``failures``: the recipes that raised, each with its
+    error; the others are measured as usual). With ``models_dir``, the ``save`` rows' models are
+    written there once measured (``save_models``). With ``points``, each recipe's model is kept
+    as soon as it is built and a finished one is loaded instead of built (``compare.points``).
 
     Each recipe's model is built (its fine-tune sees the training split without the validation
     images), scored on the validation split, where every choice is made, and then on the test
@@ -120,12 +122,18 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     dense_val = evaluate_into(dense, ctx.dense, *val, split="val")
     dense_test = evaluate_into(dense, ctx.dense, *test)
     entries = [(dense, ctx.dense), (control_result(dense), copy.deepcopy(ctx.dense))]
+    failures: list[dict[str, str]] = []
     for recipe in tqdm(recipes, desc="methods", unit="method", disable=not progress):
-        model, info = run_recipe(recipe, ctx, evaluate=lambda m: accuracy(m, *val))
-        macs = info.pop("macs_by_layer")
-        result = Result.from_row({**info, **describe(model), "test_acc": float("nan")})
-        evaluate_into(result, model, *val, dense_val, split="val")
-        evaluate_into(result, model, *test, dense_test, macs=macs)
+        try:
+            model, info, macs = _built(recipe, ctx, val, points)
+            result = Result.from_row({**info, **describe(model), "test_acc": float("nan")})
+            evaluate_into(result, model, *val, dense_val, split="val")
+            evaluate_into(result, model, *test, dense_test, macs=macs)
+        except Exception as err:  # one recipe's bug or bad setting must not cost the others' hours
+            failure = points.fail(recipe.name, err) if points else {"method": recipe.name, "error": repr(err)}
+            failures.append(failure)
+            print(f"FAILED {recipe.name}: {failure['error']} (the run goes on)", file=sys.stderr)
+            continue
         entries.append((result, model))
         if on_row is not None:
             on_row(result)
@@ -134,7 +142,27 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, **protocol)
     if models_dir is not None:
         save_models(entries, models_dir, save, test[0])
-    return [r.to_row() for r, _ in entries], timing_summary(rounds, entries[1][0], roof)
+    summary = {**timing_summary(rounds, entries[1][0], roof), "failures": failures}
+    if points is not None:
+        summary["points_loaded"] = list(points.skipped)
+    return [r.to_row() for r, _ in entries], summary
+
+
+def _built(recipe: Recipe, ctx: Context, val: tuple[torch.Tensor, torch.Tensor], points: Points | None
+           ) -> tuple[nn.Module, dict[str, Any], dict[str, int]]:
+    """The recipe's model, what was done and its MACs per layer: from ``points`` if finished
+    there, else built (and kept in ``points``)."""
+    if points is not None and (found := points.load(recipe.name)) is not None:
+        return found
+    model, info = run_recipe(recipe, ctx, evaluate=lambda m: accuracy(m, *val))
+    macs = info.pop("macs_by_layer")
+    if points is not None:
+        try:
+            points.save(recipe.name, model, info, macs)
+        except (OSError, ValueError) as err:  # the row still counts; only its resumability is lost
+            print(f"warning: could not keep {recipe.name} in {points.root} ({err}); a rerun builds it again",
+                  file=sys.stderr)
+    return model, info, macs
 
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:

@@ -1,0 +1,93 @@
+"""A comparison killed in the middle resumes: finished points are loaded, not built again, and the
+results equal an uninterrupted run's; a recipe that fails is reported and the others go on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import write_image_folder
+from torch_impl.checkpoint import save_model
+from torch_impl.compare.points import CONFIG_FILE, FAILED_FILE, POINT_FILE, Points, point_name
+from torch_impl.compare.recipes import Recipe, default_recipes
+from torch_impl.compare.run import make_context, run_comparison, select_recipes
+from torch_impl.data import CIFAR10DataModule
+from torch_impl.model import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+# Cheap recipes that need no SVD (they run in the default recipe order, fine-tunes first).
+RECIPES = "dense int8;prune 90% + FT;no hidden MLP + FT"
+KILL_WAIT_S = 240  # the first point appears within seconds; this only bounds a hung run
+
+
+def compare(root: Path, ckpt: Path, out: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "compare_methods.py"), "--checkpoint", str(ckpt),
+            "--out-dir", str(out), "--data-dir", str(root), "--cache-dir", str(root.parent / "cache"),
+            "--only", RECIPES, "--finetune-steps", "3", "--calib-images", "16", "--min-rounds", "1",
+            "--max-rounds", "1", "--save-models", "none", "--no-progress-bar"]
+
+
+def accuracies(out: Path) -> dict[str, tuple[float, float]]:
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    return {r["method"]: (r["val_acc"], r["test_acc"]) for r in rows}
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "cifar", n_train=8, n_test=2)
+    ckpt = save_model(tmp_path / "model.pt", build_model(42).eval())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    whole = subprocess.run(compare(root, ckpt, tmp_path / "whole"), env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    run = subprocess.Popen(compare(root, ckpt, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + KILL_WAIT_S
+    while not any((out / "points").glob(f"*/{POINT_FILE}")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL and not (out / "compare.json").exists()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in (out / "points").glob(f"*/{POINT_FILE}")}
+    assert 1 <= len(finished) < 3  # killed between points
+
+    again = subprocess.run(compare(root, ckpt, out), env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"loaded {len(finished)} finished model(s)" in again.stdout
+    for name, mtime in finished.items():  # loaded, not computed again
+        assert (out / "points" / name / POINT_FILE).stat().st_mtime_ns == mtime
+    assert accuracies(out) == accuracies(tmp_path / "whole")
+    assert "were built by an earlier, interrupted run" in (out / "REPORT.md").read_text()
+
+    changed = subprocess.run([*compare(root, ckpt, out), "--finetune-steps", "4"], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert changed.returncode == 2 and "holds points made with other settings (finetune_steps)" in changed.stderr
+
+
+def test_a_failing_recipe_is_reported_and_the_others_run(tmp_path: Path, net_svds) -> None:
+    root = write_image_folder(tmp_path / "cifar", n_train=4, n_test=1)
+    dm = CIFAR10DataModule(str(root), str(tmp_path / "cache"), batch_size=8, val_fraction=0.25)
+    splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
+    ctx = make_context(net_svds[0], dm, calib_images=8, svds=net_svds[1])
+
+    def broken(ctx):
+        raise RuntimeError("out of memory in the broken recipe\nsecond line")
+
+    recipes = [Recipe("broken", "test", broken, {}), *select_recipes(default_recipes(), "SVD f=0.5")]
+    points = Points(tmp_path / "points", {"test": 1})
+    rows, summary = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False, roofline=False,
+                                   points=points, min_rounds=1, max_rounds=1)
+    assert [r["method"] for r in rows] == ["dense", rows[1]["method"], "SVD f=0.5"]
+    assert summary["failures"] == [{"method": "broken", "error": "RuntimeError: out of memory in the broken recipe"}]
+    assert (tmp_path / "points" / "broken" / FAILED_FILE).is_file()
+    assert (tmp_path / "points" / point_name("SVD f=0.5") / POINT_FILE).is_file()
+    assert json.loads((tmp_path / "points" / CONFIG_FILE).read_text()) == {"test": 1}
