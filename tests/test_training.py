@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from tests.conftest import write_image_folder
 from torch_impl.checkpoint import load_model
+from torch_impl.sampler import EpochSampler
 from torch_impl.training import TrainConfig, config_from_preset, run_training
 
 # Two runs on the same machine; only the summation order inside a shuffled batch differs:
@@ -67,25 +68,56 @@ class CrashAt(Callback):
             raise RuntimeError("simulated crash")
 
 
+class LastLiveWeights(Callback):
+    """The live (not averaged) weights after the last step: unlike the EMA in model.pt, which moves
+    0.1% a step, they show at once which batches the last steps saw."""
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if trainer.global_step == trainer.max_steps:
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
 @pytest.mark.slow
-def test_resume_after_crash_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_resume_mid_epoch_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "data", n_train=4, n_test=1)
-    # One batch per epoch (40 images, batch 40): every step sees the same images, so the
-    # resumed run must land on the uninterrupted run's weights.
-    kw = dict(steps=6, batch_size=40, ckpt_every=2, eval_every=100, val_fraction=0.0)
-    full = run_training(small_config(root, tmp_path / "a", **kw))
+    # 40 images in batches of 8: 5 steps an epoch. The crash at step 7 leaves the checkpoint of
+    # step 6, one batch into the second epoch; the resumed run must see the uninterrupted run's
+    # remaining batches of that epoch and land on its weights.
+    kw = dict(steps=8, batch_size=8, ckpt_every=3, eval_every=100, val_fraction=0.0)
+    live_full, live_resumed = LastLiveWeights(), LastLiveWeights()
+    full = run_training(small_config(root, tmp_path / "a", **kw), callbacks=[live_full])
     cfg = small_config(root, tmp_path / "b", **kw)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(cfg, callbacks=[CrashAt(5)])
-    resumed = run_training(cfg, resume=True)
-    assert resumed["resumed_from_step"] == 4 and resumed["steps"] == full["steps"] == 6
-    assert resumed["ema_updates"] == full["ema_updates"] == 6  # the EMA's count came back too
+        run_training(cfg, callbacks=[CrashAt(7)])
+    resumed = run_training(cfg, resume=True, callbacks=[live_resumed])
+    assert resumed["resumed_from_step"] == 6 and resumed["steps"] == full["steps"] == 8
+    assert resumed["ema_updates"] == full["ema_updates"] == 8  # the EMA's count came back too
     a, _ = load_model(tmp_path / "a" / "run" / "model.pt")
     b, _ = load_model(tmp_path / "b" / "run" / "model.pt")
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, pa), pb in [*zip(a.state_dict().items(), b.state_dict().values()),  # the EMA
+                           *zip(live_full.state.items(), live_resumed.state.values())]:  # the live weights
         torch.testing.assert_close(pa, pb, rtol=0, atol=RESUME_ATOL, msg=lambda m: f"{name}: {m}")
-    with pytest.raises(ValueError, match=r"already trained 6 of --steps 6; raise --steps"):
+    with pytest.raises(ValueError, match=r"already trained 8 of --steps 8; raise --steps"):
         run_training(cfg, resume=True)  # a finished run has nothing to resume
+
+
+def test_epoch_sampler_resumes_where_the_steps_left_it() -> None:
+    whole = EpochSampler(23, 4, seed=7)  # 5 batches an epoch, 3 items never used
+    stream = []
+    for epoch in range(3):
+        whole.set_epoch(epoch)
+        stream += list(whole)
+    assert len(stream) == 3 * 20 and all(len(set(stream[i: i + 20])) == 20 for i in (0, 20, 40))
+    assert stream[:20] != stream[20:40]  # a new order each epoch
+    for step in (0, 3, 5, 7, 14):
+        resumed = EpochSampler(23, 4, seed=7, start_step=step)
+        tail = []
+        for epoch in range(step // 5, 3):
+            resumed.set_epoch(epoch)
+            assert len(resumed) == len(list(resumed))
+            tail += list(resumed)
+        assert tail == stream[step * 4:], step
+    assert list(EpochSampler(23, 4, seed=8)) != stream[:20]  # the seed decides the order
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from torch_impl.sampler import EpochSampler
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATA_ENV = "CIFAR10_DIR"
 DEFAULT_DATA_DIR = Path("data") / "cifar10"  # relative to the working directory
@@ -206,13 +208,14 @@ class CIFAR10DataModule(L.LightningDataModule):
     def __init__(self, data_dir: str | None = None, cache_dir: str | None = None, batch_size: int = 128,
                  eval_batch_size: int = 1000, val_fraction: float = 0.1, split_seed: int = 0,
                  download: bool = False, train_limit: int | None = None, test_limit: int | None = None,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, shuffle_seed: int = 0) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
         split_train_val(10, val_fraction, split_seed)  # validates val_fraction early
         self.save_hyperparameters()
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self.resume_step = 0  # optimizer steps already taken: the training order starts after them
 
     def prepare_data(self) -> None:
         load_cifar10(self.hparams.data_dir, self.hparams.cache_dir, self.hparams.download)
@@ -241,8 +244,11 @@ class CIFAR10DataModule(L.LightningDataModule):
         images, labels = self.numpy_splits()[split]
         ds = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
         bs = self.hparams.batch_size if train else self.hparams.eval_batch_size
-        return DataLoader(ds, batch_size=bs, shuffle=train, drop_last=train and len(ds) >= bs,
-                          num_workers=self.hparams.num_workers)
+        if train and len(ds) >= bs:  # the order depends on (seed, epoch) only: exact resume mid-epoch
+            sampler = EpochSampler(len(ds), bs, self.hparams.shuffle_seed, self.resume_step)
+            return DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=True,
+                              num_workers=self.hparams.num_workers)
+        return DataLoader(ds, batch_size=bs, shuffle=train, num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -101,7 +101,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, batch_size=cfg.batch_size,
                            val_fraction=cfg.val_fraction, split_seed=0, download=cfg.download,
-                           train_limit=cfg.train_limit, test_limit=cfg.test_limit)
+                           train_limit=cfg.train_limit, test_limit=cfg.test_limit, shuffle_seed=cfg.seed)
     module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling)
     ema = TakeHomeEMA()
     checkpointing = ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=cfg.ckpt_every,
@@ -115,6 +115,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     )
     # mmap: only the step counter is read here, not the 340 MB of tensors Lightning loads next
     start_step = _checkpoint_step(ckpt_path) if ckpt_path else 0
+    dm.resume_step = start_step  # the data order picks up where the checkpoint's steps left it
     if start_step >= cfg.steps:  # Lightning would return at once, with no training end to read
         raise ValueError(f"--resume: the run in {out_dir} already trained {start_step} of --steps {cfg.steps}; "
                          "raise --steps to train it further, or start a new --out-dir")
