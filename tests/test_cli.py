@@ -89,7 +89,8 @@ CASES = [
 
 @pytest.mark.parametrize("name,args,expect", CASES, ids=[f"{c[0]} {' '.join(c[1])}" for c in CASES])
 def test_bad_value_is_one_line_exit_2(name: str, args: list[str], expect: str, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture) -> None:
+                                      capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # default --out-dirs (runs/...) land here, not in the checkout
     files = bad_files(tmp_path)
     argv = [a.format(**files) for a in args]
     with pytest.raises(SystemExit) as exit_info:

@@ -88,6 +88,7 @@ def own_out_dir(out_dir: str | os.PathLike, markers: tuple[str, ...], resume: bo
     if resume and overwrite:
         raise OutDirError(f"{resume_flag} and --overwrite contradict each other; pass one")
     out = Path(out_dir)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -107,3 +108,5 @@ def own_out_dir(out_dir: str | os.PathLike, markers: tuple[str, ...], resume: bo
         yield out
     finally:
         _release(lock)
+        if created and not any(out.iterdir()):  # a run stopped by its input checks leaves nothing behind
+            out.rmdir()
