@@ -34,7 +34,7 @@ from torch_impl.cli import (
     positive_int,
     timing_protocol,
 )
-from torch_impl.compare.points import Points
+from torch_impl.compare.points import ROUNDS_FILE, Points
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.run import (
     SAVE_CHOICES,
@@ -135,6 +135,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,
             "provenance": origin}
     paths = write_outputs(rows, out_dir, meta)
+    (points.root / ROUNDS_FILE).unlink(missing_ok=True)  # the rounds are in compare.json now
     print(describe_timing(timing))
     print("\n" + "\n".join(f"{k}: {v}" for k, v in paths.items()))
     if points.skipped:

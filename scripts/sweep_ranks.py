@@ -51,6 +51,8 @@ from torch_impl.sweep import (
     write_results,
 )
 
+ROUNDS_FILE = "rounds.jsonl"  # timing rounds kept as they finish (torch_impl/round_journal.py)
+
 
 def parse_modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
@@ -113,7 +115,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
         # yardstick: how fast is the machine today, by inference.PlainEager's time over the harness's
         rows, timing = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
                                  batch_sizes, progress=progress, yardstick=device.type == "cpu", device=device,
-                                 **protocol)
+                                 journal=out_dir / ROUNDS_FILE, **protocol)  # a killed run's rounds are kept
         method = timing["rounds"]["method"]
     else:
         import jax
@@ -130,6 +132,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             "modes": modes, "batch_sizes": batch_sizes, "n_test": len(labels), "latency_method": method,
             "timing": timing, "provenance": origin}
     csv_path, json_path = write_results(rows, out_dir, info)
+    (out_dir / ROUNDS_FILE).unlink(missing_ok=True)  # the rounds are in sweep.json now
     plots = plot_sweep({"": rows}, out_dir, tuple(batch_sizes))
     print(format_table(rows, tuple(batch_sizes)))
     print(describe_timing(timing))

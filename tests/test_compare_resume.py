@@ -17,7 +17,7 @@ import torch
 
 from tests.conftest import write_image_folder
 from torch_impl.checkpoint import save_model
-from torch_impl.compare.points import CONFIG_FILE, FAILED_FILE, POINT_FILE, Points, point_name
+from torch_impl.compare.points import CONFIG_FILE, FAILED_FILE, POINT_FILE, ROUNDS_FILE, Points, point_name
 from torch_impl.compare.recipes import Recipe, default_recipes
 from torch_impl.compare.run import make_context, run_comparison, select_recipes
 from torch_impl.data import CIFAR10DataModule
@@ -70,6 +70,7 @@ def test_sigkill_in_the_middle_then_rerun_equals_an_uninterrupted_run(tmp_path: 
     for name, mtime in finished.items():  # loaded, not computed again
         assert (out / "points" / name / POINT_FILE).stat().st_mtime_ns == mtime
     assert "were built by an earlier, interrupted run" in (out / "REPORT.md").read_text()
+    assert not (out / "points" / ROUNDS_FILE).exists()  # kept rounds go once the results hold them
 
     # The same command never stopped (in this process: the same code and seeds, no second interpreter).
     script = compare_script()

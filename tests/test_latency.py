@@ -15,6 +15,7 @@ from torch_impl import latency
 from torch_impl.latency import LatencyStats, aa_check, time_interleaved, torch_calls
 from torch_impl.lowrank import compress_model
 from torch_impl.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
+from torch_impl.round_journal import RoundJournal
 
 
 def synthetic(monkeypatch, speed: dict[str, float], noise: float, seed: int = 0) -> list[tuple[str, int]]:
@@ -64,6 +65,24 @@ def test_noise_beyond_the_target_is_reported_not_hidden(monkeypatch) -> None:
     assert "WARNING" in out.warning() and "max rounds" in out.warning()
     capped = time_interleaved(calls_for(["dense", "a"]), "dense", time_cap_s=1e-9, progress=False)
     assert capped.stopped_by == "time cap" and capped.rounds == 1 and "--time-cap" in capped.warning()
+
+
+def test_a_killed_timing_run_continues_its_kept_rounds(monkeypatch, tmp_path) -> None:
+    synthetic(monkeypatch, {"dense": 1.0, "a": 0.5, "b": 0.3}, noise=0.2)
+    journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "a"], [100, 1])
+    first = time_interleaved(calls_for(["dense", "a"]), "dense", min_rounds=3, max_rounds=3, progress=False,
+                             journal=journal)
+    with open(journal.path, "a") as f:
+        f.write('{"seconds": {"dense": {"100"')  # a round a kill cut short
+    again = time_interleaved(calls_for(["dense", "a"]), "dense", min_rounds=5, max_rounds=5, progress=False,
+                             journal=journal)
+    assert again.rounds == 5 and again.times["a"][100][:3] == first.times["a"][100]  # 3 kept + 2 new
+    assert len(journal.read()) == 5
+    other = RoundJournal(journal.path, ["dense", "b"], [100, 1])  # other models: the file starts anew
+    assert other.read() == []
+    out = time_interleaved(calls_for(["dense", "b"]), "dense", min_rounds=2, max_rounds=2, progress=False,
+                           journal=other)
+    assert out.rounds == 2 and len(other.read()) == 2
 
 
 def test_an_aa_interval_that_excludes_one_is_loud() -> None:

@@ -37,6 +37,7 @@ from torch.utils.benchmark import Timer
 from tqdm.auto import tqdm
 
 from torch_impl.inference import INFERENCE_METHOD, predict
+from torch_impl.round_journal import RoundJournal
 from torch_impl.stats import ratio_interval, relative_halfwidth
 
 DEFAULT_BATCH_SIZES = (10_000, 1)
@@ -156,10 +157,12 @@ class Rounds:
 
 def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: float = TARGET_HALFWIDTH,
                      min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, time_cap_s: float = 1800.0,
-                     seed: int = 0, progress: bool = True) -> Rounds:
+                     seed: int = 0, progress: bool = True, journal: RoundJournal | None = None) -> Rounds:
     """Time every model's calls in shuffled rounds until each ratio to ``reference`` at the
     first batch size is known to +-``target`` (95%), or the cap. ``calls``: name -> batch size
-    -> call (``torch_calls``, or any framework's synchronized call)."""
+    -> call (``torch_calls``, or any framework's synchronized call). With ``journal``, each
+    finished round is kept there, and an interrupted run's rounds found there are continued
+    (``max_rounds`` counts them; ``time_cap_s`` is this run's)."""
     if reference not in calls:
         raise ValueError(f"the reference {reference!r} is not among the timed models {list(calls)}")
     if not 1 <= min_rounds <= max_rounds:
@@ -168,10 +171,18 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     pairs = [(name, b) for name in calls for b in batch_sizes]
     for name, b in pairs:  # warm-up: one untimed call each (compiles, fills caches, allocates)
         calls[name][b]()
-    rng = np.random.default_rng(seed)
     times: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}
-    start, rounds, worst, stopped_by = time.perf_counter(), 0, float("inf"), "max rounds"
-    bar = tqdm(total=max_rounds, desc="latency rounds", unit="round", disable=not progress)
+    earlier = journal.read()[:max_rounds - 1] if journal is not None else []
+    for r in earlier:
+        for name, b in pairs:
+            times[name, b].append(r[name][b])
+    if journal is not None:
+        journal.start(len(earlier))
+        if earlier:
+            print(f"continuing from {len(earlier)} timing round(s) an interrupted run kept in {journal.path}")
+    rng = np.random.default_rng([seed, len(earlier)])  # a rerun does not repeat the first run's orders
+    start, rounds, worst, stopped_by = time.perf_counter(), len(earlier), float("inf"), "max rounds"
+    bar = tqdm(total=max_rounds, initial=rounds, desc="latency rounds", unit="round", disable=not progress)
     while rounds < max_rounds:
         round_start = time.perf_counter()
         _relayout_all(calls)
@@ -179,6 +190,8 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
             name, b = pairs[i]
             times[name, b].append(_time_one(calls[name][b], b))
         rounds += 1
+        if journal is not None:
+            journal.append({name: {b: times[name, b][-1] for b in batch_sizes} for name in calls})
         bar.update()
         big = batch_sizes[0]
         worst = max((relative_halfwidth(*ratio_interval(times[n, big], times[reference, big], seed=seed))

@@ -20,6 +20,7 @@ from torch_impl.latency import DEFAULT_BATCH_SIZES, Rounds, aa_check, time_inter
 from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
 from torch_impl.results import CONTROL_FAMILY, Result, stored_bytes, stored_params, sweep_method
 from torch_impl.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
+from torch_impl.round_journal import RoundJournal
 from torch_impl.stats import accuracy_diff
 
 DEFAULT_FRACTIONS = tuple(round(1.0 - 0.1 * i, 1) for i in range(10))  # 1.0, 0.9, ..., 0.1
@@ -58,14 +59,18 @@ def evaluate_into(result: Result, model: nn.Module, images: torch.Tensor, labels
 
 def time_into(entries: list[tuple[Result, nn.Module]], images: torch.Tensor, batch_sizes: list[int],
               roof: Roofline | None = None, chunks: dict[int, int | None | str] | None = None,
-              progress: bool = True, **protocol: Any) -> Rounds:
+              progress: bool = True, journal: str | Path | None = None, **protocol: Any) -> Rounds:
     """Time every model in interleaved rounds against the first (the dense model) and fill each
     result's latencies, ratios with intervals and, with ``roof``, roofline fractions.
-    ``chunks``: ``predict``'s chunk per entry index (default "auto"); ``protocol``: passed to
-    ``latency.time_interleaved`` (target, time cap, rounds)."""
+    ``chunks``: ``predict``'s chunk per entry index (default "auto"); ``journal``: a file that
+    keeps finished rounds for a rerun of the same models (``round_journal``); ``protocol``:
+    passed to ``latency.time_interleaved`` (target, time cap, rounds)."""
     chunks = chunks or {}
     calls = {str(i): torch_calls(m, images, batch_sizes, chunks.get(i, "auto")) for i, (_, m) in enumerate(entries)}
-    rounds = time_interleaved(calls, reference="0", progress=progress, **protocol)
+    kept = None
+    if journal is not None:  # models named by their rows, so another set of rows starts the file anew
+        kept = RoundJournal(journal, [f"{i}: {r.method}" for i, (r, _) in enumerate(entries)], batch_sizes)
+    rounds = time_interleaved(calls, reference="0", progress=progress, journal=kept, **protocol)
     for i, (result, _) in enumerate(entries):
         for b, st in rounds.stats[str(i)].items():
             result.latency_us[b], result.latency_iqr_us[b] = st.per_example_us, st.iqr_us

@@ -8,6 +8,9 @@ a directory without ``point.json`` is an unfinished point and is built again. A 
 same command loads every finished point instead of building it, and says so; a recipe that
 raises leaves ``failed.json`` (tried again next run) and the run goes on.
 
+The timing rounds are kept as they finish too (``rounds.jsonl``), so a run killed during its
+timing continues its rounds on the rerun; the file goes once the results are written.
+
 ``config.json`` holds what decides the models (checkpoint, data, steps, budgets); a rerun with
 other settings into the same directory is refused, since its points would mix two runs.
 
@@ -31,6 +34,7 @@ from torch_impl.files import write_json
 POINT_FILE = "point.json"
 FAILED_FILE = "failed.json"
 CONFIG_FILE = "config.json"
+ROUNDS_FILE = "rounds.jsonl"  # the timing rounds of a run killed while timing (torch_impl.round_journal)
 
 
 def point_name(method: str) -> str:

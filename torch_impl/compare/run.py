@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from torch_impl.artifact import logits_fingerprint, save_compressed
 from torch_impl.compare.answers import answers, pareto_front
-from torch_impl.compare.points import Points
+from torch_impl.compare.points import ROUNDS_FILE, Points
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
@@ -139,7 +139,8 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
             on_row(result)
     roof = (measure_roofline(next(ctx.dense.parameters()).device, dense.measured["weight_bytes_read"])
             if roofline else None)
-    rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, **protocol)
+    journal = points.root / ROUNDS_FILE if points is not None else None  # a kill during timing keeps its rounds
+    rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, journal=journal, **protocol)
     if models_dir is not None:
         save_models(entries, models_dir, save, test[0])
     summary = {**timing_summary(rounds, entries[1][0], roof), "failures": failures}
