@@ -16,7 +16,6 @@ pruning, dynamic int8, and combinations. Writes compare.csv/json, pareto.png and
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.files import sha256
 from torch_impl.provenance import provenance
 from torch_impl.results import Result, stored_bytes
+from torch_impl.rundir import check_free_disk
 from torch_impl.runtime import flush_denormals
 from torch_impl.sweep import describe_timing
 
@@ -78,14 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_free_disk(out_dir: Path, n_models: int, dense_bytes: int) -> None:
-    """Room for every recipe's model in points/ (none is larger than the dense one) before an hour of work."""
-    free, need = shutil.disk_usage(out_dir).free, n_models * dense_bytes
-    if free < need:
-        raise ValueError(f"{out_dir} has {free / 1e9:.2f} GB free; keeping {n_models} models needs up to "
-                         f"{need / 1e9:.2f} GB: free some space, choose another --out-dir, or fewer methods (--only)")
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
@@ -112,7 +104,8 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
                   "fold or prune around spatial pools do not apply and are left out")
         recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
                                                  fold_budget=args.fold_budget, pooling=dense.pooling), args.only)
-        check_free_disk(out_dir, len(recipes), stored_bytes(dense))
+        # none of the points is larger than the dense model
+        check_free_disk(out_dir, len(recipes) * stored_bytes(dense), f"keeping {len(recipes)} models in points/")
         points = Points(out_dir / "points", {
             "checkpoint_sha256": sha256(args.checkpoint), "finetune_steps": args.finetune_steps,
             "distill_steps": args.distill_steps, "fold_budget": args.fold_budget, "calib_images": args.calib_images,

@@ -26,9 +26,14 @@ from torch_impl.cli import (
 from torch_impl.data import DataError
 from torch_impl.jax_training import run_jax_training
 from torch_impl.model import DEFAULT_POOLING, POOLINGS
-from torch_impl.rundir import own_out_dir
+from torch_impl.rundir import check_free_disk, own_out_dir
 from torch_impl.runtime import flush_denormals
 from torch_impl.training import PRESETS, config_from_preset, run_training
+
+# A Lightning checkpoint holds the weights, Adam's two moments and the EMA: 4 x 85 MB for the
+# 21.3 M-parameter network (30.5 M with --pooling haiku: 4 x 122 MB); two of them while one
+# replaces the other, and model.pt.
+CHECKPOINT_ROOM = (2 * 4 + 1) * 30_462_226 * 4
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     # A run's files: another run must not write beside them, nor resume from them unasked.
     markers = ("params.npz", "metrics.json") if args.framework == "jax" else ("model.pt", "metrics.json", "checkpoints")
     try:
-        with own_out_dir(cfg.out_dir, markers, resume=args.resume, overwrite=args.overwrite):
+        with own_out_dir(cfg.out_dir, markers, resume=args.resume, overwrite=args.overwrite) as out:
+            check_free_disk(out, CHECKPOINT_ROOM, "two checkpoints (the last and the one replacing it) and model.pt")
             if args.framework == "jax":
                 metrics = run_jax_training(cfg)
             else:

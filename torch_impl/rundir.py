@@ -80,6 +80,14 @@ def _release(lock: Path) -> None:
         pass
 
 
+def check_free_disk(out_dir: str | os.PathLike, need_bytes: int, what: str) -> None:
+    """Fail before the work starts if ``out_dir`` has less than ``need_bytes`` free for ``what``."""
+    free = shutil.disk_usage(out_dir).free
+    if free < need_bytes:
+        raise OutDirError(f"{out_dir} has {free / 1e9:.2f} GB free; {what} needs up to {need_bytes / 1e9:.2f} GB: "
+                          "free some space or choose another --out-dir")
+
+
 @contextmanager
 def own_out_dir(out_dir: str | os.PathLike, markers: tuple[str, ...], resume: bool = False,
                 overwrite: bool = False, resume_flag: str = "--resume") -> Iterator[Path]:
