@@ -20,9 +20,11 @@ from torch_impl.lit_module import LitClassifier
 from torch_impl.lowrank import model_svds
 from torch_impl.model import POOLINGS, Net
 
-# Enough for clear class margins and an accuracy curve worth comparing; the take-home's
-# network (1.5x the cost per step) needs only the margins and trains for fewer.
-TRAIN_STEPS = {"spatial": 120, "haiku": 60}
+# Enough for clear class margins and an accuracy curve worth comparing (test_curve_parity's
+# bounds: above 30% at full rank, 5 pp lost at f=0.1) for both networks. 60 steps of the
+# take-home's network met them with one data order and not with another (21.3%), so both
+# train the same 120.
+TRAIN_STEPS = {"spatial": 120, "haiku": 120}
 
 
 @pytest.fixture(scope="session")

@@ -94,6 +94,7 @@ def test_second_train_into_a_live_directory_stops_at_once(tmp_path: Path, capsys
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
     out = tmp_path / "run"
+    out.mkdir()  # made before the first run: own_out_dir removes a directory it made and left empty
     with own_out_dir(out, ()):  # the first run, still going
         with pytest.raises(SystemExit) as exit_info:
             train.main(["--out-dir", str(out), "--data-dir", str(tmp_path / "no_data")])
