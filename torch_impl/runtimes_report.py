@@ -71,7 +71,9 @@ def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str =
             out.append(f"**int8 paths** ({r['model']}): torchao's int8 under torch.compile takes "
                        f"{r[f'vs_eager_b{big}']:.3f}x [{lo:.3f}, {hi:.3f}] the time of torch.ao's dynamic int8 in "
                        f"eager at batch {big} ({verdict}); test accuracy {100 * r['test_acc']:.2f}% (torchao) vs "
-                       f"{100 * eager_acc:.2f}% (torch.ao).")
+                       f"{100 * eager_acc:.2f}% (torch.ao). torch.ao.quantization is deprecated with a removal "
+                       "plan; in eager it is the path the comparison keeps (torchao's int8 is meant for "
+                       "torch.compile).")
     for name in dict.fromkeys(r["model"] for r in rows):
         others = [r for r in rows if r["model"] == name and f"vs_eager_b{big}" in r]
         if others:
