@@ -177,7 +177,7 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
         for name, b in pairs:
             times[name, b].append(r[name][b])
     if journal is not None:
-        journal.start(len(earlier))
+        journal.start(earlier)
         if earlier:
             print(f"continuing from {len(earlier)} timing round(s) an interrupted run kept in {journal.path}")
     rng = np.random.default_rng([seed, len(earlier)])  # a rerun does not repeat the first run's orders

@@ -43,9 +43,8 @@ class RoundJournal:
             rounds.append({name: {int(b): float(t) for b, t in per_b.items()} for name, per_b in seconds.items()})
         return rounds
 
-    def start(self, kept: int) -> None:
-        """Begin writing: keep the first ``kept`` rounds read (all that parsed), or start anew."""
-        rounds = self.read()[:kept]
+    def start(self, rounds: list[dict[str, dict[int, float]]]) -> None:
+        """Begin writing: keep ``rounds`` (those ``read`` returned and the run uses), or start anew."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w") as f:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from torch_impl.artifact import logits_fingerprint, save_compressed
 from torch_impl.compare.answers import answers, pareto_front
-from torch_impl.compare.points import ROUNDS_FILE, Points
+from torch_impl.compare.points import ROUNDS_FILE, Points, point_name
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
 from torch_impl.compare.report import pareto_plot, targets, write_report
@@ -69,8 +68,7 @@ SAVE_CHOICES = ("front", "all", "none")
 
 
 def _slug(i: int, method: str) -> str:
-    words = re.sub(r"[^a-z0-9.]+", "-", method.lower()).strip("-")
-    return f"{i:02d}-{words[:60].rstrip('-')}"
+    return f"{i:02d}-{point_name(method)[:60].rstrip('-')}"
 
 
 def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which: str = "front",
