@@ -95,16 +95,17 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     try:
         protocol = timing_protocol(args)
         fractions, modes, batch_sizes = args.fractions, args.modes, args.batch_sizes
-        dm = CIFAR10DataModule(args.data_dir, args.cache_dir, test_limit=args.test_limit)
-        images, labels = dm.numpy_splits()["test"]
-        batch_sizes = [min(b, len(labels)) for b in batch_sizes]
+        device = resolve_device(args.device)
+        # the model before the data: a mistyped path must not cost the data's decode first
         if args.haiku_params:
             haiku = load_haiku_params(args.haiku_params, trust_pickle=args.trust_pickle)
             net, meta = haiku_to_torch(haiku).eval(), {"haiku_params": str(args.haiku_params)}
         else:
             net, meta = load_model(args.checkpoint)
             haiku = None
-        device = resolve_device(args.device)
+        dm = CIFAR10DataModule(args.data_dir, args.cache_dir, test_limit=args.test_limit)
+        images, labels = dm.numpy_splits()["test"]
+        batch_sizes = [min(b, len(labels)) for b in batch_sizes]
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     progress = not args.no_progress_bar

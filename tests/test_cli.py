@@ -91,6 +91,9 @@ CASES = [
 def test_bad_value_is_one_line_exit_2(name: str, args: list[str], expect: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # default --out-dirs (runs/...) land here, not in the checkout
+    # A cold decoded-data cache, as on a fresh machine: a value checked only after the data are
+    # decoded would show here as decoding progress before the error (and cost a user the decode).
+    monkeypatch.setenv("SVD_COMPRESS_CACHE", str(tmp_path / "cold_cache"))
     files = bad_files(tmp_path)
     argv = [a.format(**files) for a in args]
     with pytest.raises(SystemExit) as exit_info:
