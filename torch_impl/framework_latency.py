@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from torch_impl.latency import PROTOCOL, Call, sync, time_interleaved, torch_calls
-from torch_impl.stats import ratio_interval
 
 FAIR_CHUNK = 256
 WAYS = {"whole": "whole batch in one call", "chunked": f"chunks of {FAIR_CHUNK} images through the whole network"}
@@ -80,7 +79,7 @@ def fair_latency(torch_models: dict[str, nn.Module], jax_models: dict[str, tuple
     for point in torch_models:
         for way in WAYS:
             t, j = f"{point}|torch|{way}", f"{point}|jax|{way}"
-            r, lo, hi = ratio_interval(rounds.times[t][batch_size], rounds.times[j][batch_size])
+            r, lo, hi = rounds.ratio(t, j, batch_size)
             rows.append({"point": point, "way": WAYS[way], "batch_size": batch_size, "torch_us": us(t),
                          "jax_us": us(j), "torch_over_jax": r, "torch_over_jax_lo": lo, "torch_over_jax_hi": hi})
         rows.append({"point": point, "way": HARNESS, "batch_size": batch_size,

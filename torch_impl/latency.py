@@ -5,21 +5,29 @@ all examples in the test set": one call predicts a whole batch (the 10,000 test 
 and batch 1) after warm-up, synchronized on GPU.
 
 A shared machine's speed drifts by tens of percent within minutes, so models timed minutes
-apart cannot be compared. Here every model is timed in rounds: each round calls every
-model once per batch size, in a freshly shuffled order, so drift hits all models alike and
-a round's ratio of a model's time to the reference's is free of it. Rounds continue until
-each model's ratio has a 95% bootstrap interval (``torch_impl.stats.ratio_interval``) no
-wider than +-``target`` at the first batch size, or until a time cap, which is reported.
-Callers add an A/A control (a copy of the reference timed as another model): its interval
-should contain 1.0, and ``aa_check`` says loudly when it does not.
+apart cannot be compared. Here every model is timed in rounds, and within a round each model
+is timed right beside the reference: for every (model, batch size), in a freshly shuffled
+order, one call of the reference and one of the model, back to back, which of the two goes
+first drawn at random. A round's ratio of the model's time to the reference's is then taken
+over a few seconds, not across the whole round. Measured on this 2-core machine at batch
+10,000 (the comparison's 25 models, 128 rounds): the log ratio of a model to the reference
+timed anywhere in the same round varied by 0.17-0.20 (sd) from round to round, and by 0.07
+when the two calls were adjacent (25 rounds of dense beside a deep copy), so one adjacent
+pair carries about as much information as 7 rounds of the old kind and costs about 3x one.
+Rounds continue until each model's ratio has a 95% bootstrap interval
+(``torch_impl.stats.ratio_interval``) no wider than +-``target`` at the first batch size, or
+until a time cap, which is reported. Callers add an A/A control (a copy of the reference
+timed as another model): its interval should contain 1.0, and ``aa_check`` says loudly when
+it does not. Two models other than the reference compare through their per-round ratios to
+it (``Rounds.ratio``).
 
 Where a model's weights sit in memory changes its speed by a few percent (page and cache-set
 alignment, transparent huge pages), and a placement chosen once would bias every round the
 same way: a deep copy of the dense model read 1.018x and then 1.020x dense in two long runs,
 with intervals narrowing around the offset. So before every round each model's tensors are
 moved to fresh allocations (``relayout``), so that placement varies between rounds instead of
-holding for a whole run, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013). Whether
-placement was the offset's cause is not settled: the first run with it read 1.020x again.
+holding for a whole run, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013); with it,
+the next 128-round run read the copy at 1.011x [0.978, 1.046].
 """
 
 from __future__ import annotations
@@ -46,10 +54,11 @@ MIN_ROUNDS, MAX_ROUNDS = 5, 60
 SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of calls instead of one
 SMALL_BATCH_CALLS = 20
 PROTOCOL = (f"interleaved rounds (before each round every model's tensors move to fresh allocations; each round "
-            f"calls every model once per batch size in a shuffled order; "
+            f"times every model once per batch size, in a shuffled order, each call right beside one of the "
+            f"reference's, the pair's order drawn at random; "
             f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
-            "per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of per-round "
-            "ratios, 95% percentile-bootstrap interval over rounds")
+            "per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
+            "rounds' ratios of adjacent calls, 95% percentile-bootstrap interval over rounds")
 
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 
@@ -130,7 +139,11 @@ class LatencyStats:
 
 @dataclass
 class Rounds:
-    """What one interleaved timing produced: per model and batch size, the stats."""
+    """What one interleaved timing produced: per model and batch size, the stats.
+
+    ``times[name][b]``: the model's seconds per call, one per round (the reference's: every
+    call it made, one beside each other model per round); ``paired[name][b]``: the reference's
+    call beside each of them."""
 
     stats: dict[str, dict[int, LatencyStats]]
     reference: str
@@ -139,9 +152,21 @@ class Rounds:
     stopped_by: str  # "target", "time cap" or "max rounds"
     target_halfwidth: float
     worst_halfwidth: float
-    times: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # seconds per call, per round
+    times: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    paired: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     threads: int = field(default_factory=torch.get_num_threads)
     method: str = f"{PROTOCOL}; each call: {INFERENCE_METHOD}"
+
+    def relative(self, name: str, batch_size: int) -> np.ndarray:
+        """Per round, ``name``'s time over the reference's call beside it (the reference: ones)."""
+        if name == self.reference:
+            return np.ones(self.rounds)
+        return np.asarray(self.times[name][batch_size]) / np.asarray(self.paired[name][batch_size])
+
+    def ratio(self, name: str, other: str, batch_size: int) -> tuple[float, float, float]:
+        """``name``'s time over ``other``'s (estimate, 95% interval), through each round's ratios
+        of both to the reference."""
+        return ratio_interval(self.relative(name, batch_size), self.relative(other, batch_size))
 
     def warning(self) -> str | None:
         if self.stopped_by == "target":
@@ -151,31 +176,41 @@ class Rounds:
                 f"not the +-{100 * self.target_halfwidth:.0f}% asked for; raise --time-cap or --max-rounds")
 
     def summary(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("stats", "times")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("stats", "times", "paired")}
         return {**out, "warning": self.warning()}
 
 
 def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: float = TARGET_HALFWIDTH,
                      min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, time_cap_s: float = 1800.0,
                      seed: int = 0, progress: bool = True, journal: RoundJournal | None = None) -> Rounds:
-    """Time every model's calls in shuffled rounds until each ratio to ``reference`` at the
-    first batch size is known to +-``target`` (95%), or the cap. ``calls``: name -> batch size
-    -> call (``torch_calls``, or any framework's synchronized call). With ``journal``, each
-    finished round is kept there, and an interrupted run's rounds found there are continued
-    (``max_rounds`` counts them; ``time_cap_s`` is this run's)."""
+    """Time every model's calls in shuffled rounds, each beside a call of ``reference``, until
+    each ratio to it at the first batch size is known to +-``target`` (95%), or the cap.
+    ``calls``: name -> batch size -> call (``torch_calls``, or any framework's synchronized
+    call). With ``journal``, each finished round is kept there, and an interrupted run's rounds
+    found there are continued (``max_rounds`` counts them; ``time_cap_s`` is this run's)."""
     if reference not in calls:
         raise ValueError(f"the reference {reference!r} is not among the timed models {list(calls)}")
     if not 1 <= min_rounds <= max_rounds:
         raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {min_rounds} and {max_rounds}")
     batch_sizes = list(calls[reference])
-    pairs = [(name, b) for name in calls for b in batch_sizes]
-    for name, b in pairs:  # warm-up: one untimed call each (compiles, fills caches, allocates)
-        calls[name][b]()
-    times: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}
+    others = [n for n in calls if n != reference]
+    for name in calls:  # warm-up: one untimed call each (compiles, fills caches, allocates)
+        for b in batch_sizes:
+            calls[name][b]()
+    # Shapes: per (model, batch size) one entry per round; the reference's own list grows by
+    # one per other model per round (alone, by one per round).
+    times: dict[tuple[str, int], list[float]] = {(n, b): [] for n in calls for b in batch_sizes}
+    paired: dict[tuple[str, int], list[float]] = {(n, b): [] for n in others for b in batch_sizes}
+
+    def keep(record: dict) -> None:
+        for b in batch_sizes:
+            times[reference, b].extend(record["reference"][b])
+            for n in others:
+                times[n, b].append(record["seconds"][n][b])
+                paired[n, b].append(record["paired"][n][b])
     earlier = journal.read()[:max_rounds - 1] if journal is not None else []
     for r in earlier:
-        for name, b in pairs:
-            times[name, b].append(r[name][b])
+        keep(r)
     if journal is not None:
         journal.start(earlier)
         if earlier:
@@ -183,19 +218,29 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     rng = np.random.default_rng([seed, len(earlier)])  # a rerun does not repeat the first run's orders
     start, rounds, worst, stopped_by = time.perf_counter(), len(earlier), float("inf"), "max rounds"
     bar = tqdm(total=max_rounds, initial=rounds, desc="latency rounds", unit="round", disable=not progress)
+    pairs = [(n, b) for n in others for b in batch_sizes]
     while rounds < max_rounds:
         round_start = time.perf_counter()
         _relayout_all(calls)
+        record: dict = {"seconds": {n: {} for n in others}, "paired": {n: {} for n in others},
+                        "reference": {b: [] for b in batch_sizes}}
+        if not others:
+            for b in batch_sizes:
+                record["reference"][b].append(_time_one(calls[reference][b], b))
         for i in rng.permutation(len(pairs)):
             name, b = pairs[i]
-            times[name, b].append(_time_one(calls[name][b], b))
+            order = (reference, name) if rng.random() < 0.5 else (name, reference)
+            took = {n: _time_one(calls[n][b], b) for n in order}
+            record["seconds"][name][b], record["paired"][name][b] = took[name], took[reference]
+            record["reference"][b].append(took[reference])
+        keep(record)
         rounds += 1
         if journal is not None:
-            journal.append({name: {b: times[name, b][-1] for b in batch_sizes} for name in calls})
+            journal.append(record)
         bar.update()
         big = batch_sizes[0]
-        worst = max((relative_halfwidth(*ratio_interval(times[n, big], times[reference, big], seed=seed))
-                     for n in calls if n != reference), default=0.0)
+        worst = max((relative_halfwidth(*ratio_interval(times[n, big], paired[n, big], seed=seed)) for n in others),
+                    default=0.0)
         bar.set_postfix_str(f"widest interval +-{100 * worst:.1f}%")
         elapsed, last = time.perf_counter() - start, time.perf_counter() - round_start
         if rounds >= min_rounds and worst <= target:
@@ -212,10 +257,11 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
             per_ex = [t / b * 1e6 for t in times[name, b]]
             q = statistics.quantiles(per_ex, n=4) if len(per_ex) >= 2 else [per_ex[0]] * 3
             r = ((1.0, 1.0, 1.0) if name == reference
-                 else ratio_interval(times[name, b], times[reference, b], seed=seed))
+                 else ratio_interval(times[name, b], paired[name, b], seed=seed))
             stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, rounds)
     raw = {name: {b: times[name, b] for b in batch_sizes} for name in calls}
-    return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw)
+    raw_paired = {name: {b: paired[name, b] for b in batch_sizes} for name in others}
+    return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw, raw_paired)
 
 
 def aa_check(stats: dict[int, LatencyStats]) -> str | None:

@@ -1,15 +1,17 @@
 """Timing rounds kept on disk as each completes, so a killed timing run continues where it stopped.
 
 The comparison's timing runs up to 90 minutes of interleaved rounds. Each round is
-self-contained: it times every model once per batch size, and a model's ratio to the
-reference is taken within the round. So rounds from an interrupted run are as good as any,
-and a rerun can add its rounds to them. ``RoundJournal`` appends one JSON line per finished
-round (flushed and fsynced) to a file whose first line names the models and batch sizes; a
-rerun with the same models and batch sizes reads the rounds back and goes on, anything else
-starts the file anew. A line cut short by a kill is the last one and is dropped.
+self-contained: it times every model once per batch size, each beside a call of the
+reference, and a model's ratio to the reference is taken within the round. So rounds from
+an interrupted run are as good as any, and a rerun can add its rounds to them.
+``RoundJournal`` appends one JSON line per finished round (flushed and fsynced) to a file
+whose first line names the models and batch sizes; a rerun with the same ones reads the
+rounds back and goes on, anything else starts the file anew. A line cut short by a kill is the last one and is dropped.
 
-Shapes: header ``{"models": [name, ...], "batch_sizes": [B, ...]}``; each round
-``{"seconds": {name: {B: seconds per call}}}``.
+Shapes: header ``{"models": [name, ...], "batch_sizes": [B, ...], "protocol": PROTOCOL}``; each
+round ``{"seconds": {name: {B: s}}, "paired": {name: {B: s}}, "reference": {B: [s, ...]}}``:
+every model but the reference, its call's seconds and those of the reference's call beside
+it; the reference's calls in the order made.
 """
 
 from __future__ import annotations
@@ -17,14 +19,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
+
+PROTOCOL = "paired-with-reference"  # rounds of another layout (an older version's) are not read
+
+Round = dict[str, Any]  # one round's record, batch sizes as ints (see the module's doc)
+
+
+def _int_keys(per_b: dict) -> dict[int, Any]:
+    return {int(b): v for b, v in per_b.items()}
 
 
 class RoundJournal:
     def __init__(self, path: str | os.PathLike, models: list[str], batch_sizes: list[int]) -> None:
         self.path = Path(path)
-        self.header = {"models": list(models), "batch_sizes": [int(b) for b in batch_sizes]}
+        self.header = {"models": list(models), "batch_sizes": [int(b) for b in batch_sizes], "protocol": PROTOCOL}
 
-    def read(self) -> list[dict[str, dict[int, float]]]:
+    def read(self) -> list[Round]:
         """The finished rounds of an earlier run with the same models and batch sizes, else none."""
         if not self.path.is_file():
             return []
@@ -37,27 +48,29 @@ class RoundJournal:
         rounds = []
         for line in lines[1:]:
             try:
-                seconds = json.loads(line)["seconds"]
-            except (ValueError, KeyError, TypeError):
+                raw = json.loads(line)
+                rounds.append({"seconds": {n: _int_keys(v) for n, v in raw["seconds"].items()},
+                               "paired": {n: _int_keys(v) for n, v in raw["paired"].items()},
+                               "reference": _int_keys(raw["reference"])})
+            except (ValueError, KeyError, TypeError, AttributeError):
                 break  # the line a kill cut short
-            rounds.append({name: {int(b): float(t) for b, t in per_b.items()} for name, per_b in seconds.items()})
         return rounds
 
-    def start(self, rounds: list[dict[str, dict[int, float]]]) -> None:
+    def start(self, rounds: list[Round]) -> None:
         """Begin writing: keep ``rounds`` (those ``read`` returned and the run uses), or start anew."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w") as f:
             f.write(json.dumps(self.header) + "\n")
             for r in rounds:
-                f.write(json.dumps({"seconds": r}) + "\n")
+                f.write(json.dumps(r) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
-    def append(self, seconds: dict[str, dict[int, float]]) -> None:
+    def append(self, record: Round) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"seconds": seconds}) + "\n")
+            f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -2,8 +2,8 @@
 
 "Does low rank speed inference up?" depends on the runtime that runs it. Each model here runs
 three ways, all in one set of interleaved rounds (``torch_impl.latency``), and each model's
-ratio to dense is taken *within* a runtime (its per-round time over dense's in the same
-runtime), with a bootstrap interval over rounds:
+ratio to dense is taken *within* a runtime (per round, its ratio to eager dense over dense's
+in the same runtime: ``latency.Rounds.ratio``), with a bootstrap interval over rounds:
   eager        the project's path (``inference.predict``: the trunk in chunks of 256 images,
                the MLP in chunks of 1,024 rows)
   compile      ``torch.compile`` (Inductor, ``dynamic=True`` so one graph serves every chunk
@@ -41,7 +41,6 @@ from torch_impl.export import check_export, export_model, runner
 from torch_impl.inference import MLP_CHUNK, _chunked, inference_chunk, predict
 from torch_impl.int8 import as_torchao_int8, has_dynamic_int8
 from torch_impl.latency import Call, aa_check, time_interleaved, torch_calls
-from torch_impl.stats import ratio_interval
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 ORT_CHUNK = 1000
@@ -134,12 +133,12 @@ def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.
         for b in batch_sizes:
             entry[f"latency_us_b{b}"] = rounds.stats[key][b].per_example_us
             if ref in rounds.times and key != ref:
-                r, lo, hi = ratio_interval(rounds.times[key][b], rounds.times[ref][b])
+                r, lo, hi = rounds.ratio(key, ref, b)
                 entry.update({f"ratio_b{b}": r, f"ratio_lo_b{b}": lo, f"ratio_hi_b{b}": hi})
             elif key == ref:
                 entry.update({f"ratio_b{b}": 1.0, f"ratio_lo_b{b}": 1.0, f"ratio_hi_b{b}": 1.0})
             if rt != "eager":  # the same model against itself in eager, from the same rounds
-                r, lo, hi = ratio_interval(rounds.times[key][b], rounds.times[f"{name}|eager"][b])
+                r, lo, hi = rounds.ratio(key, f"{name}|eager", b)
                 entry.update({f"vs_eager_b{b}": r, f"vs_eager_lo_b{b}": lo, f"vs_eager_hi_b{b}": hi})
         out.append(entry)
     summary = {**rounds.summary(), "skipped": skipped}

@@ -6,7 +6,7 @@
   calls here vary by ~7% and now and then by 30% when the machine is disturbed, which a plain
   mean follows and a median needs ~1.5x more rounds to average away), and the 95% interval a
   percentile bootstrap over rounds (rounds are the independent units: each holds one call of
-  every model under the same machine conditions).
+  every model, each beside a call of the reference).
 - Accuracy differences: two models scored on the same images are paired; the difference's
   95% interval is a paired bootstrap over images, and McNemar's exact test asks whether the
   images one model alone gets right outnumber those the other alone gets right by more than

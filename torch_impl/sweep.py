@@ -94,7 +94,9 @@ def control_result(dense: Result) -> Result:
 def timing_summary(rounds: Rounds, control: Result | None, roof: Roofline | None) -> dict[str, Any]:
     """What the run's timing needs to be trusted: the protocol's stop, the A/A control, the roofline."""
     out: dict[str, Any] = {"rounds": rounds.summary(), "roofline": roof.as_dict() if roof else None,
-                           "seconds_per_call": rounds.times}  # keyed by row index: for re-analysis
+                           # keyed by row index, for re-analysis: each call's seconds, and the
+                           # reference's call beside it (latency.Rounds)
+                           "seconds_per_call": rounds.times, "reference_beside": rounds.paired}
     if control is not None:
         b = max(control.latency_ratio)
         out["aa_control"] = {"ratio": control.ratio(b), "interval": list(control.ratio_interval(b)),
