@@ -40,7 +40,8 @@ class LitClassifier(L.LightningModule):
     """Wraps any classifier taking uint8 NHWC images (the dense ``Net`` by default)."""
 
     def __init__(self, model: nn.Module | None = None, init_seed: int = 42, lr: float = LEARNING_RATE,
-                 l2_coef: float = L2_COEF, fused_adam: bool | None = None, pooling: str = DEFAULT_POOLING) -> None:
+                 l2_coef: float = L2_COEF, fused_adam: bool | None = None, pooling: str = DEFAULT_POOLING,
+                 compile: bool = False) -> None:
         super().__init__()
         # "teacher": Lightning also reads the arguments of subclasses' __init__ (LitDistiller)
         self.save_hyperparameters(ignore=["model", "teacher"])
@@ -48,6 +49,19 @@ class LitClassifier(L.LightningModule):
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
+        # The compiled forward is kept outside the module tree (no state_dict keys, and the
+        # EMA's deep copy of this module never holds a function bound to the live weights);
+        # built at the first training step, after that copy is made.
+        object.__setattr__(self, "_compiled", None)
+
+    def train_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's forward for training steps: under ``torch.compile`` if asked (same
+        arithmetic up to fusion order; evaluation always runs the plain module)."""
+        if not self.hparams.compile:
+            return self.model(images)
+        if self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
+        return self._compiled(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -60,7 +74,7 @@ class LitClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self.model(images)
+        logits = self.train_forward(images)
         loss = self.data_loss(images, logits, labels)
         with torch.no_grad():  # its gradient comes from Adam's weight_decay, see module doc
             l2 = l2_term([p.detach() for p in self.model.parameters()], self.hparams.l2_coef)

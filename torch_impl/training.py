@@ -42,6 +42,14 @@ class TrainConfig:
     strategy: str = "auto"
     progress_bar: bool = True
     preset: str | None = None
+    precision: str = "32-true"  # or "bf16-mixed": opt-in, never the default (PRECISIONS)
+    compile: bool = False  # torch.compile the training forward and backward (LitClassifier)
+
+
+# Lightning's precision names this trainer accepts. bf16-mixed runs the forward under CPU
+# autocast (bfloat16 matmuls and convolutions, fp32 weights, Adam and EMA); it changes the
+# arithmetic, so parity tests and the default stay in 32-true.
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 # `cpu`: batch 128 and 3,500 steps reach the take-home's accuracy on 2 cores in about
@@ -61,6 +69,8 @@ def config_from_preset(preset: str | None, **overrides: Any) -> TrainConfig:
     cfg = TrainConfig(preset=preset, **base)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     check_pooling(cfg.pooling)
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}")
     for name in ("steps", "batch_size", "eval_every", "ckpt_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be a positive integer, got {getattr(cfg, name)}")
@@ -88,6 +98,21 @@ def _checkpoint_step(path: Path) -> int:
                          "start without --resume, or into a new --out-dir") from None
 
 
+def make_trainer(cfg: TrainConfig, callbacks: list[Callback], checkpoints: bool = True) -> L.Trainer:
+    """The Trainer of a training run (``scripts/bench_training.py`` times the same one)."""
+    out_dir = Path(cfg.out_dir)
+    if checkpoints:
+        callbacks = [*callbacks, ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=cfg.ckpt_every,
+                                                 save_top_k=0, save_last=True)]
+    return L.Trainer(
+        max_steps=cfg.steps, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        callbacks=callbacks, logger=CSVLogger(out_dir, name="logs"),
+        val_check_interval=cfg.eval_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every, enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False, precision=cfg.precision, enable_checkpointing=checkpoints,
+    )
+
+
 def run_training(cfg: TrainConfig, resume: bool = False,
                  callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train with the fixed recipe; returns (and writes to ``metrics.json``) the results.
@@ -102,17 +127,9 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     dm = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, batch_size=cfg.batch_size,
                            val_fraction=cfg.val_fraction, split_seed=0, download=cfg.download,
                            train_limit=cfg.train_limit, test_limit=cfg.test_limit, shuffle_seed=cfg.seed)
-    module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling)
+    module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling, compile=cfg.compile)
     ema = TakeHomeEMA()
-    checkpointing = ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=cfg.ckpt_every,
-                                    save_top_k=0, save_last=True)
-    trainer = L.Trainer(
-        max_steps=cfg.steps, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        callbacks=[ema, checkpointing, *(callbacks or [])], logger=CSVLogger(out_dir, name="logs"),
-        val_check_interval=cfg.eval_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        log_every_n_steps=cfg.log_every, enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False,
-    )
+    trainer = make_trainer(cfg, [ema, *(callbacks or [])])
     # mmap: only the step counter is read here, not the 340 MB of tensors Lightning loads next
     start_step = _checkpoint_step(ckpt_path) if ckpt_path else 0
     dm.resume_step = start_step  # the data order picks up where the checkpoint's steps left it
