@@ -28,7 +28,7 @@ from torch_impl.jax_training import run_jax_training
 from torch_impl.model import DEFAULT_POOLING, POOLINGS
 from torch_impl.rundir import check_free_disk, own_out_dir
 from torch_impl.runtime import flush_denormals
-from torch_impl.training import PRESETS, config_from_preset, run_training
+from torch_impl.training import PRECISIONS, PRESETS, config_from_preset, run_training
 
 # A Lightning checkpoint holds the weights, Adam's two moments and the EMA: 4 x 85 MB for the
 # 21.3 M-parameter network (30.5 M with --pooling haiku: 4 x 122 MB); two of them while one
@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its newest checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished or interrupted run in --out-dir (its checkpoints and results)")
+    p.add_argument("--precision", choices=PRECISIONS, default="32-true",
+                   help="bf16-mixed: bfloat16 autocast for the forward and backward (faster on CPUs with AMX or "
+                        "AVX-512 BF16; changes the arithmetic, so off by default and never in parity tests)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step's forward and backward (Inductor needs a C++ compiler; "
+                        "default: the preset's)")
     p.add_argument("--accelerator", default="auto", help="passed to lightning.Trainer (cpu, gpu, auto)")
     p.add_argument("--devices", default="auto", help="passed to lightning.Trainer")
     p.add_argument("--strategy", default="auto", help="passed to lightning.Trainer (e.g. ddp)")
@@ -76,10 +82,12 @@ def main(argv: list[str] | None = None) -> dict:
             cache_dir=args.cache_dir, out_dir=args.out_dir, download=args.download,
             val_fraction=args.val_fraction, train_limit=args.train_limit, test_limit=args.test_limit,
             accelerator=args.accelerator, devices=devices, strategy=args.strategy,
-            progress_bar=not args.no_progress_bar,
+            progress_bar=not args.no_progress_bar, precision=args.precision, compile=args.compile,
         )
         if args.framework == "jax" and args.resume:
             raise ValueError("--resume is for the torch trainer; a jax_ref run restarts from the init")
+        if args.framework == "jax" and (args.precision != "32-true" or args.compile):
+            raise ValueError("--precision and --compile are for the torch trainer; jax_ref trains in fp32 under XLA")
     except ValueError as err:
         fail(err)
     # A run's files: another run must not write beside them, nor resume from them unasked.
@@ -93,8 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
                 metrics = run_training(cfg, resume=args.resume)
     except (DataError, FileNotFoundError, ValueError) as err:
         fail(err)
-    keys = ("pooling", "test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")
-    summary = {k: metrics[k] for k in keys}
+    keys = ("pooling", "precision", "compile", "test_acc_ema", "test_acc_live", "steps", "wall_time_s", "images_per_s")
+    summary = {k: metrics[k] for k in keys if k in metrics}
     print(json.dumps(summary, indent=2))
     weights = "params.npz" if args.framework == "jax" else "model.pt"
     print(f"wrote {Path(cfg.out_dir) / weights} and {Path(cfg.out_dir) / 'metrics.json'}")

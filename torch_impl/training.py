@@ -151,6 +151,8 @@ def run_training(cfg: TrainConfig, resume: bool = False,
 
     metrics = {
         "pooling": cfg.pooling,
+        "precision": cfg.precision,
+        "compile": cfg.compile,
         "test_acc_ema": ema_test,
         "test_acc_live": live_test,
         "val_acc_ema_last": float(val) if val is not None else None,
