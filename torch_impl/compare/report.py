@@ -171,7 +171,8 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
              "(5,000 training images never trained on); the test set is scored once per final model and only "
              "reported. `d test pp` is the test accuracy minus dense's, with a paired-bootstrap 95% interval over "
              "the test images, and McNemar's exact p. `x dense` is the model's time over dense's from "
-             "interleaved timing rounds, with a bootstrap 95% interval over rounds; `roofline` is the share of "
+             "interleaved timing rounds (in each, the model's call right beside one of dense's), with a "
+             "bootstrap 95% interval over rounds; `roofline` is the share of "
              "the machine's bound (fp32 GEMM rate, read bandwidth; int8 rows can pass 100%) the model reaches. "
              "`MB read per call` differs from `MB stored` where a layer reads a cached dense product."]
     if rounds:
