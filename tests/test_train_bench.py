@@ -25,7 +25,7 @@ def test_a_tiny_run_times_every_way_and_the_control(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "data", n_train=4, n_test=1)
     base = TrainConfig(batch_size=8, data_dir=str(root), cache_dir=str(tmp_path / "cache"), accelerator="cpu",
                        devices=1, val_fraction=0.0)
-    out = bench({"eager": {}, "bf16": {"precision": "bf16-mixed"}}, base, blocks=2, steps=3, warmup=1,
+    out = bench({"eager": {}, "bf16": {"precision": "bf16-mixed"}}, base, blocks=1, steps=2, warmup=1,
                 progress=False)
     assert [r["way"] for r in out["rows"]] == ["eager", "bf16", "eager" + AA_SUFFIX]
-    assert all(len(r["ms_per_step_per_block"]) == 2 and r["images_per_s"] > 0 for r in out["rows"])
+    assert all(len(r["ms_per_step_per_block"]) == 1 and r["images_per_s"] > 0 for r in out["rows"])
