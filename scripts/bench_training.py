@@ -7,8 +7,8 @@
 Prints images/s per way and its speed-up over the first way listed, with a 95% interval
 over blocks, beside an A/A control (the first way run again under another name); writes
 <out-dir>/bench_training_<framework>.json with provenance. Ways (TrainConfig overrides):
-  eager          the plain Lightning step, fp32 (the path before torch.compile)
-  compiled       the training forward and backward under torch.compile, fp32 (the default)
+  eager          the plain Lightning step, fp32 (the default)
+  compiled       the training forward and backward under torch.compile, fp32 (opt-in: --compile)
   bf16           eager under bf16-mixed autocast (opt-in: changes the arithmetic)
   bf16-compiled  both
 """

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "AVX-512 BF16; changes the arithmetic, so off by default and never in parity tests)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the training step's forward and backward (Inductor needs a C++ compiler; "
-                        "default: the preset's)")
+                        "off by default: no faster than eager on the CPUs measured, see README)")
     p.add_argument("--accelerator", default="auto", help="passed to lightning.Trainer (cpu, gpu, auto)")
     p.add_argument("--devices", default="auto", help="passed to lightning.Trainer")
     p.add_argument("--strategy", default="auto", help="passed to lightning.Trainer (e.g. ddp)")

@@ -6,7 +6,8 @@ reference, and a model's ratio to the reference is taken within the round. So ro
 an interrupted run are as good as any, and a rerun can add its rounds to them.
 ``RoundJournal`` appends one JSON line per finished round (flushed and fsynced) to a file
 whose first line names the models and batch sizes; a rerun with the same ones reads the
-rounds back and goes on, anything else starts the file anew. A line cut short by a kill is the last one and is dropped.
+rounds back and goes on, anything else starts the file anew. A line cut short by a kill is
+the last one and is dropped.
 
 Shapes: header ``{"models": [name, ...], "batch_sizes": [B, ...], "protocol": PROTOCOL}``; each
 round ``{"seconds": {name: {B: s}}, "paired": {name: {B: s}}, "reference": {B: [s, ...]}}``:

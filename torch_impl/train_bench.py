@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -71,17 +72,8 @@ def bench(ways: dict[str, dict[str, Any]], base: TrainConfig, blocks: int, steps
     runs = {**ways, baseline + AA_SUFFIX: ways[baseline]}
     dm = CIFAR10DataModule(base.data_dir, base.cache_dir, batch_size=base.batch_size, val_fraction=base.val_fraction,
                            shuffle_seed=base.seed)
-    per_block: dict[str, list[float]] = {n: [] for n in runs}  # median seconds per step, one per block
-    rng = np.random.default_rng(seed)
-    order = list(runs)
-    bar = tqdm(total=blocks * len(runs), desc="training benchmark", unit="run", disable=not progress)
-    for _ in range(blocks):
-        for i in rng.permutation(len(order)):
-            name = order[i]
-            cfg = replace(base, steps=warmup + steps, **runs[name])
-            per_block[name].append(statistics.median(step_times(cfg, dm)[warmup:]))
-            bar.update()
-    bar.close()
+    per_block = _in_blocks(runs, lambda settings: statistics.median(
+        step_times(replace(base, steps=warmup + steps, **settings), dm)[warmup:]), blocks, seed, progress)
     return _result(per_block, base.batch_size, blocks, steps, warmup, runs,
                    "blocks of one fresh Lightning fit per way in a shuffled order; per way and block the median "
                    f"step time after {warmup} warm-up steps; speed-up = baseline step time / this way's, 20%-trimmed "
@@ -99,20 +91,27 @@ def bench_jax(base: TrainConfig, blocks: int, steps: int, seed: int = 0, progres
     runs = {"jax two programs": False, "jax fused, donated": True, "jax two programs" + AA_SUFFIX: False}
     for fused in (False, True):
         train(data, 2, base.batch_size, base.seed, progress=False, fused=fused)
-    per_block: dict[str, list[float]] = {n: [] for n in runs}
-    rng = np.random.default_rng(seed)
-    order = list(runs)
-    bar = tqdm(total=blocks * len(runs), desc="jax training benchmark", unit="run", disable=not progress)
-    for _ in range(blocks):
-        for i in rng.permutation(len(order)):
-            out = train(data, steps, base.batch_size, base.seed, progress=False, fused=runs[order[i]])
-            per_block[order[i]].append(out["train_time_s"] / steps)
-            bar.update()
-    bar.close()
+    per_block = _in_blocks(runs, lambda fused: train(data, steps, base.batch_size, base.seed, progress=False,
+                                                     fused=fused)["train_time_s"] / steps, blocks, seed, progress)
     return _result(per_block, base.batch_size, blocks, steps, 0, {n: {"fused": f} for n, f in runs.items()},
                    "blocks of one jax_ref.train call per way in a shuffled order (compiled beforehand); per way and "
                    "block the mean step time; speed-up = baseline step time / this way's, 20%-trimmed geometric "
                    "mean over blocks, 95% percentile-bootstrap interval over blocks")
+
+
+def _in_blocks(runs: dict[str, Any], seconds_per_step: Callable[[Any], float], blocks: int, seed: int,
+               progress: bool) -> dict[str, list[float]]:
+    """``{way: [seconds per step, one per block]}``: each block runs every way once, in a
+    shuffled order, ``seconds_per_step(settings)`` timing one run."""
+    per_block: dict[str, list[float]] = {n: [] for n in runs}
+    rng, order = np.random.default_rng(seed), list(runs)
+    bar = tqdm(total=blocks * len(runs), desc="training benchmark", unit="run", disable=not progress)
+    for _ in range(blocks):
+        for i in rng.permutation(len(order)):
+            per_block[order[i]].append(seconds_per_step(runs[order[i]]))
+            bar.update()
+    bar.close()
+    return per_block
 
 
 def _result(per_block: dict[str, list[float]], batch_size: int, blocks: int, steps: int, warmup: int,
