@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=positive_int, default=400, help="recovery fine-tune length (batch 128)")
     p.add_argument("--distill-steps", type=positive_int, default=1500,
                    help="fine-tune length of the distilled recipes (the pool-folded trunk)")
+    p.add_argument("--long-distill-steps", type=positive_int, default=3000,
+                   help="length of the longer, cosine-rate distillations and of the nested-rank one")
     p.add_argument("--fold-budget", type=positive_int, default=1_000_000,
                    help="MLP MAC budget of the tightest pool-folded recipe")
     p.add_argument("--calib-images", type=positive_int, default=2048, help="training images for the data-aware factors")
@@ -103,12 +105,14 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             print(f"the checkpoint holds the {dense.pooling!r} network (pools over W and C): the recipes that "
                   "fold or prune around spatial pools do not apply and are left out")
         recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
+                                                 long_kd_steps=args.long_distill_steps,
                                                  fold_budget=args.fold_budget, pooling=dense.pooling), args.only)
         # none of the points is larger than the dense model
         check_free_disk(out_dir, len(recipes) * stored_bytes(dense), f"keeping {len(recipes)} models in points/")
         points = Points(out_dir / "points", {
             "checkpoint_sha256": sha256(args.checkpoint), "finetune_steps": args.finetune_steps,
-            "distill_steps": args.distill_steps, "fold_budget": args.fold_budget, "calib_images": args.calib_images,
+            "distill_steps": args.distill_steps, "long_distill_steps": args.long_distill_steps,
+            "fold_budget": args.fold_budget, "calib_images": args.calib_images,
             "n_train": len(dm.numpy_splits()["train"][1]), "n_val": len(splits["val"][1]),
             "test_limit": args.test_limit}, force=args.force)
     except (DataError, ValueError, FileNotFoundError) as err:

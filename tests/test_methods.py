@@ -46,10 +46,14 @@ def images() -> torch.Tensor:
     return torch.from_numpy(learnable_images(2, seed=9)[0])
 
 
-RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3)}
+RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3, long_kd_steps=3)}
 # Recipes that differ from one tested here only by a number (a fraction, a threshold, a
 # budget) run the same code; each code path is tested once.
-SAME_PATH_AS_ANOTHER = {"SVD f=0.5", "SVD f=0.1", "energy tau=0.7", "budget 2M MACs", "budget 2M, data-aware"}
+SAME_PATH_AS_ANOTHER = {"SVD f=0.5", "SVD f=0.1", "energy tau=0.7", "budget 2M MACs", "budget 2M, data-aware",
+                        "folded pools + budget 1M, data-aware + KD 3, cosine",
+                        "folded pools + convs 8/16 + budget 1M, data-aware + KD 3, cosine",
+                        "folded pools + nested-rank KD 3 (4M), ranks x1",
+                        "folded pools + nested-rank KD 3 (4M), ranks x0.25"}
 
 
 @pytest.mark.slow
@@ -64,7 +68,9 @@ def test_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor, na
     assert info["method"] == recipe.name and info["macs_by_layer"]
     if recipe.finetune_steps:
         assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["val_acc_before_finetune"] == 0.5
-        assert info["distilled"] == recipe.distill
+        assert info["distilled"] == recipe.distill and info["finetune_schedule"] == recipe.lr_schedule
+    if "nested_fraction" in recipe.settings:  # one nested fine-tune, then truncated
+        assert info["finetune_steps"] == 3 and info["finetune_schedule"] == "cosine" and info["ranks"]
     if info.get("pruned"):  # the mask held through the fine-tune
         assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
     for k, v in ctx.dense.state_dict().items():  # the dense model is never modified
@@ -207,7 +213,7 @@ def test_answers_compare_where_a_budget_goes() -> None:
 
 CLAIMS = ("**Accuracy vs rank", "**Replacing each weight", "**Time vs rank", "**Which method wins",
           "**Data-aware vs plain", "**Recovery fine-tuning", "**Folding each average pool", "**Where a MAC budget",
-          "**Magnitude pruning")
+          "**Magnitude pruning", "**Longer recovery", "**Ranks spent by measured time", "**One nested-rank model")
 
 
 @pytest.mark.parametrize("flags", [{}, {"mlp_budget": 3_000_000, "tight_budget": 500_000, "fold_budget": 1_500_000},
@@ -219,7 +225,7 @@ def test_budget_flags_never_drop_a_claim(flags: dict) -> None:
         settings = {**recipe.settings, "int8": recipe.int8}
         measured = {}
         if recipe.finetune_steps:
-            settings["finetune_steps"] = recipe.finetune_steps
+            settings.update(finetune_steps=recipe.finetune_steps, finetune_schedule=recipe.lr_schedule)
             measured["val_acc_before_finetune"] = 0.5
         if "pruned" in settings:
             measured["linear_zero_share"] = settings["pruned"]

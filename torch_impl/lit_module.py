@@ -23,6 +23,9 @@ from torch_impl.model import DEFAULT_POOLING, NUM_CLASSES, build_model
 
 LEARNING_RATE = 1e-3
 L2_COEF = 1e-4
+# "constant" is the recipe's; "cosine" decays to 0 over ``total_steps`` (recovery fine-tunes:
+# the recipe's constant rate binds training the base network, not recovering a compressed one)
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def l2_term(params: list[torch.Tensor], coef: float = L2_COEF) -> torch.Tensor:
@@ -45,8 +48,12 @@ class LitClassifier(L.LightningModule):
 
     def __init__(self, model: nn.Module | None = None, init_seed: int = 42, lr: float = LEARNING_RATE,
                  l2_coef: float = L2_COEF, fused_adam: bool | None = None, pooling: str = DEFAULT_POOLING,
-                 compile: bool = False) -> None:
+                 compile: bool = False, lr_schedule: str = "constant", total_steps: int | None = None) -> None:
         super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if lr_schedule == "cosine" and not (isinstance(total_steps, int) and total_steps > 0):
+            raise ValueError(f"a cosine schedule needs total_steps > 0, got {total_steps!r}")
         # "teacher": Lightning also reads the arguments of subclasses' __init__ (LitDistiller)
         self.save_hyperparameters(ignore=["model", "teacher"])
         self.model = model if model is not None else build_model(init_seed, pooling)
@@ -101,9 +108,13 @@ class LitClassifier(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_acc, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         fused = self.hparams.fused_adam
         if fused is None:  # the fused kernel exists on CPU and CUDA; foreach elsewhere
             fused = self.device.type in ("cpu", "cuda")
-        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
+        adam = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
                                 weight_decay=self.hparams.l2_coef, fused=fused)
+        if self.hparams.get("lr_schedule", "constant") == "constant":
+            return adam
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.hparams.total_steps)
+        return {"optimizer": adam, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}

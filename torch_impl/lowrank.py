@@ -78,6 +78,8 @@ class LowRankLinear(nn.Module):
         self.B = nn.Parameter(torch.empty(out_features, rank))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.mode = _check_mode(mode)
+        # Nested-rank training (torch_impl.nested_rank) runs a prefix of the directions; None: all.
+        self.active_rank: int | None = None
         self._dense_cache: tuple[tuple[int, ...], torch.Tensor] | None = None
         # A plain fan-in init for layers built from scratch; from_linear overwrites it (an
         # orthogonal init would cost a QR of up to 3072x3000 per layer for nothing).
@@ -140,6 +142,9 @@ class LowRankLinear(nn.Module):
         return self._dense_cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.active_rank is not None:
+            k = self.active_rank
+            return F.linear(F.linear(x, self.A[:k]), self.B[:, :k], self.bias)
         if self.mode == "factorized":
             return F.linear(F.linear(x, self.A), self.B, self.bias)
         return F.linear(x, self._dense_weight(), self.bias)

@@ -73,9 +73,12 @@ def budget_pairs(results: list[Result]) -> list[tuple[int, Result, Result]]:
 
 
 def allocation_pairs(results: list[Result]) -> list[tuple[Result, Result]]:
-    """(ranks from output variance, ranks from weight spectra) at one recorded MLP budget."""
+    """(ranks from output variance, ranks from weight spectra) at one recorded MLP budget, made
+    alike in every other setting (the same fine-tune, its length and schedule)."""
+    def rest(r: Result) -> dict:
+        return {k: v for k, v in r.settings.items() if k not in ("ranks_from", "ranks")}
     return [(o, w) for w in find(results, ranks_from="weights") for o in find(results, ranks_from="outputs")
-            if w.settings.get("mlp_budget") is not None and o.settings.get("mlp_budget") == w.settings["mlp_budget"]]
+            if w.settings.get("mlp_budget") is not None and rest(o) == rest(w)]
 
 
 def answers(results: list[Result]) -> list[str]:
@@ -160,8 +163,51 @@ def answers(results: list[Result]) -> list[str]:
             "layer's outputs span fewer directions than its weights; "
             + ("it spent the budget better here (on validation)." if all(o.val_acc > w.val_acc for o, w in alloc)
                else "yet here it did not always spend the budget better (on validation)."))
+    out += recovery_answers(results)
     for pr in (r for r in results if r.settings.get("pruned")):
         out.append(f"**Magnitude pruning** ({pr.method}) zeroes {100 * (pr.get('linear_zero_share') or 0):.0f}% "
                    f"of the linear weights but runs at {_x(pr)} the dense time: dense "
                    "kernels do not skip zeros.")
     return out
+
+
+def recovery_answers(results: list[Result]) -> list[str]:
+    """Longer cosine-rate distillation against the recipe's constant rate at the same budget, and
+    the nested-rank model's truncations beside the separately distilled models."""
+    out = []
+    folded = [r for r in find(results, pool_fold=True, ranks_from="outputs") if r.settings.get("mlp_budget")]
+    pairs = [(c, k) for c in folded if c.settings.get("finetune_schedule") == "cosine"
+             for k in folded if k.settings.get("finetune_schedule") != "cosine"
+             and k.settings["mlp_budget"] == c.settings["mlp_budget"]
+             and k.settings.get("conv_ranks") == c.settings.get("conv_ranks")]
+    if pairs:
+        out.append("**Longer recovery with a decaying rate** (the recipe's constant Adam 1e-3 is for training the "
+                   "base network, not for recovering a compressed one): " + "; ".join(
+                       f"{c.settings['mlp_budget'] / 1e6:g}M MLP: {k.settings.get('finetune_steps')} steps at a "
+                       f"constant rate validation {100 * k.val_acc:.2f}%, {c.settings.get('finetune_steps')} "
+                       f"cosine {100 * c.val_acc:.2f}% (test {_pp(c)})" for c, k in pairs) + ".")
+    for lat in find(results, rule="latency"):
+        twin = next((r for r in pairs_of(folded, lat)), None)
+        out.append(f"**Ranks spent by measured time** ({lat.method}): ranks {lat.get('ranks')} where the MAC rule "
+                   f"chose {lat.get('mac_rule_ranks')} for the same predicted {lat.get('latency_budget_us', 0):.1f} us "
+                   f"per example: {lat.mlp_macs / 1e6:.2f} M MLP MACs, {_x(lat)} dense time, validation "
+                   f"{100 * lat.val_acc:.2f}%"
+                   + (f"; the MAC rule's model ({twin.method}): {twin.mlp_macs / 1e6:.2f} M, {_x(twin)}, validation "
+                      f"{100 * twin.val_acc:.2f}%" if twin else "") + ".")
+    nested = sorted((r for r in results if r.settings.get("nested_fraction")),
+                    key=lambda r: -r.settings["nested_fraction"])
+    if nested:
+        out.append("**One nested-rank model, truncated after training** (no training per rank): " + "; ".join(
+            f"ranks x{r.settings['nested_fraction']:g}: {r.mlp_macs / 1e6:.2f} M MLP MACs, {_x(r)} dense time, "
+            f"validation {100 * r.val_acc:.2f}%, test {_pp(r)}" for r in nested)
+            + (". Beside it, distilled one budget at a time: " + "; ".join(
+                f"{r.method}: {r.mlp_macs / 1e6:.2f} M MLP MACs, validation {100 * r.val_acc:.2f}%"
+                for r in folded if not r.settings.get("conv_ranks")) if folded else "") + ".")
+    return out
+
+
+def pairs_of(folded: list[Result], lat: Result) -> list[Result]:
+    """The MAC-budget rows made like ``lat`` (same budget, fine-tune and schedule), ranks aside."""
+    same = ("finetune_steps", "finetune_schedule", "distilled", "conv_ranks")
+    return [r for r in folded if r.settings.get("mlp_budget") == lat.settings.get("latency_of_mlp_budget")
+            and all(r.settings.get(k) == lat.settings.get(k) for k in same)]

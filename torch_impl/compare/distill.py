@@ -38,10 +38,10 @@ class LitDistiller(LitClassifier):
     """``LitClassifier`` whose training loss is ``distillation_loss`` against ``teacher``."""
 
     def __init__(self, model: nn.Module, teacher: nn.Module, temperature: float = KD_TEMPERATURE,
-                 alpha: float = KD_ALPHA) -> None:
+                 alpha: float = KD_ALPHA, lr_schedule: str = "constant", total_steps: int | None = None) -> None:
         if temperature <= 0 or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"distillation needs temperature > 0 and alpha in [0, 1], got {temperature}, {alpha}")
-        super().__init__(model=model)
+        super().__init__(model=model, lr_schedule=lr_schedule, total_steps=total_steps)
         self.save_hyperparameters(ignore=["model", "teacher"])
         # A frozen copy (the caller's model keeps its flags), in a tuple: not a registered submodule.
         self._teacher = (copy.deepcopy(teacher).eval().requires_grad_(False),)

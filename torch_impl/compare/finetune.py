@@ -56,17 +56,20 @@ def _detach_pruned(module: nn.Module) -> None:
 
 def finetune(model: nn.Module, datamodule: CIFAR10DataModule, steps: int, seed: int = 0,
              progress: bool = False, accelerator: str = "auto", teacher: nn.Module | None = None,
-             averaged_share: float | None = AVERAGED_SHARE, callbacks: list[L.Callback] | None = None
-             ) -> tuple[nn.Module, dict[str, Any]]:
+             averaged_share: float | None = AVERAGED_SHARE, callbacks: list[L.Callback] | None = None,
+             lr_schedule: str = "constant") -> tuple[nn.Module, dict[str, Any]]:
     """Trains ``model`` in place for ``steps`` optimizer steps; returns it (averaged over the
     last ``averaged_share`` of the steps; None: the live weights) and a small record. With
-    ``teacher``, the loss is distilled from it (``torch_impl.compare.distill``)."""
+    ``teacher``, the loss is distilled from it (``torch_impl.compare.distill``);
+    ``lr_schedule`` "cosine" decays Adam's rate to 0 over the steps (``LR_SCHEDULES``)."""
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     L.seed_everything(seed, workers=True, verbose=False)
     for m in model.modules():  # torch.nn.utils.prune's masked weights: see _detach_pruned
         _detach_pruned(m)
-    module = LitClassifier(model=model.train()) if teacher is None else LitDistiller(model.train(), teacher)
+    schedule = {"lr_schedule": lr_schedule, "total_steps": steps}
+    module = (LitClassifier(model=model.train(), **schedule) if teacher is None
+              else LitDistiller(model.train(), teacher, **schedule))
     callbacks = ([TailAverage(steps, averaged_share)] if averaged_share else []) + list(callbacks or [])
     trainer = L.Trainer(max_steps=steps, accelerator=accelerator, devices=1, logger=False, callbacks=callbacks,
                         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
@@ -77,7 +80,8 @@ def finetune(model: nn.Module, datamodule: CIFAR10DataModule, steps: int, seed: 
     if next(model.parameters()).device.type != "cpu":
         model = model.cpu()
     return model, {"finetune_steps": trainer.global_step, "distilled": teacher is not None,
-                   "finetune_averaged_share": averaged_share, "finetune_s": time.perf_counter() - start,
+                   "finetune_averaged_share": averaged_share,
+                   "finetune_schedule": lr_schedule, "finetune_s": time.perf_counter() - start,
                    "finetune_batch_size": datamodule.hparams.batch_size}
 
 

@@ -12,6 +12,7 @@ Shapes: a weight is ``[out, in]``; ``s`` its singular values, descending, length
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -83,12 +84,17 @@ def _start_rank(in_features: int, out_features: int, multiple: int) -> int | Non
     return dense_if_no_saving(round_rank(1, multiple, min(in_features, out_features)), in_features, out_features)
 
 
-def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULTIPLE,
+LayerCost = Callable[[int | None, int, int], float]  # (rank or None for dense, in, out) -> cost
+
+
+def budget_ranks(model: nn.Module, mac_budget: float, multiple: int = DEFAULT_MULTIPLE,
                  svds: dict[str, SVD] | None = None,
-                 layer_spectra: list[LayerSpectrum] | None = None) -> dict[str, int | None]:
-    """Ranks whose linear layers together cost at most ``mac_budget`` multiply-accumulates per
-    example, spent greedily where a step of ``multiple`` ranks buys the most spectral energy
-    (as a share of that layer's spectrum) per MAC.
+                 layer_spectra: list[LayerSpectrum] | None = None, cost: LayerCost = layer_macs,
+                 unit: str = "MACs") -> dict[str, int | None]:
+    """Ranks whose linear layers together cost at most ``mac_budget`` (multiply-accumulates per
+    example, or what ``cost`` measures, e.g. ``latency_table.LatencyTable.cost``), spent greedily
+    where a step of ``multiple`` ranks buys the most spectral energy (as a share of that layer's
+    spectrum) per unit of cost.
 
     Every layer starts at ``multiple`` ranks (or dense, if that is cheaper); a layer whose next
     step would reach its break-even rank switches to dense when the budget allows. The result
@@ -98,9 +104,9 @@ def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULT
     """
     layers = layer_spectra if layer_spectra is not None else spectra(model, svds)
     ranks = {sp.name: _start_rank(sp.in_features, sp.out_features, multiple) for sp in layers}
-    cost = sum(layer_macs(ranks[sp.name], sp.in_features, sp.out_features) for sp in layers)
-    if cost > mac_budget:
-        raise ValueError(f"a MAC budget of {mac_budget:,} is below the cheapest setting ({cost:,} MACs, "
+    total = sum(cost(ranks[sp.name], sp.in_features, sp.out_features) for sp in layers)
+    if total > mac_budget:
+        raise ValueError(f"a budget of {mac_budget:,} {unit} is below the cheapest setting ({total:,} {unit}, "
                          f"{multiple} ranks per layer); raise the budget or lower the multiple")
     while True:
         best, best_gain = None, 0.0
@@ -110,17 +116,17 @@ def budget_ranks(model: nn.Module, mac_budget: int, multiple: int = DEFAULT_MULT
                 continue
             nxt = dense_if_no_saving(round_rank(r + multiple, multiple, sp.max_rank), sp.in_features,
                                      sp.out_features)
-            delta = (layer_macs(nxt, sp.in_features, sp.out_features)
-                     - layer_macs(r, sp.in_features, sp.out_features))
-            if cost + delta > mac_budget:
+            delta = cost(nxt, sp.in_features, sp.out_features) - cost(r, sp.in_features, sp.out_features)
+            if total + delta > mac_budget:
                 continue
-            gain = ((1.0 if nxt is None else sp.energy(nxt)) - sp.energy(r)) / max(delta, 1)
+            # a step that costs nothing measurable (or less) is the best there is
+            gain = ((1.0 if nxt is None else sp.energy(nxt)) - sp.energy(r)) / max(delta, 1e-12 * max(total, 1))
             if gain > best_gain:
                 best, best_gain = (sp, nxt, delta), gain
         if best is None:
             return ranks
         sp, nxt, delta = best
-        ranks[sp.name], cost = nxt, cost + delta
+        ranks[sp.name], total = nxt, total + delta
 
 
 def cheapest_budget(model: nn.Module, multiple: int = DEFAULT_MULTIPLE) -> int:

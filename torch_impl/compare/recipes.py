@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -18,13 +18,16 @@ from torch import nn
 
 from torch_impl.compare.data_aware import data_aware_compress, output_spectra
 from torch_impl.compare.finetune import finetune, zero_fraction
+from torch_impl.compare.latency_table import measure as measure_latency
 from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.compare.rank_select import budget_ranks, energy_ranks, ranks_macs
 from torch_impl.cost import count_macs
 from torch_impl.data import CIFAR10DataModule
+from torch_impl.inference import MLP_CHUNK
 from torch_impl.lowrank import compress_model, model_svds
 from torch_impl.model import CONV_LAYERS, DEFAULT_POOLING, check_pooling
+from torch_impl.nested_rank import NestedRanks, low_rank_layers, truncate
 
 
 @dataclass
@@ -40,6 +43,13 @@ class Context:
     calib_images: torch.Tensor
     datamodule: CIFAR10DataModule
     accelerator: str = "auto"
+    shared: dict[str, Any] = field(default_factory=dict)  # what several recipes start from
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()``'s result (a model, a table), made on first use and shared by every recipe asking for ``key``."""
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
 
     @cached_property
     def svds(self) -> dict:
@@ -59,6 +69,7 @@ class Recipe:
     distill: bool = False  # fine-tune from the dense model's soft labels (torch_impl.compare.distill)
     int8: bool = False
     notes: str = ""
+    lr_schedule: str = "constant"  # of the fine-tune (torch_impl.lit_module.LR_SCHEDULES)
 
 
 def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], float] | None = None
@@ -72,7 +83,7 @@ def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], flo
         if evaluate is not None:
             info["val_acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
         model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, accelerator=ctx.accelerator,
-                             teacher=ctx.dense if recipe.distill else None)
+                             teacher=ctx.dense if recipe.distill else None, lr_schedule=recipe.lr_schedule)
         info.update(ft)
     model = make_permanent(model)
     info["macs_by_layer"] = count_macs(model)  # before int8: quantized layers hide from its hooks
@@ -114,11 +125,13 @@ def _channels(keep1: int, keep2: int, budget: int) -> tuple[Builder, dict[str, A
     return build, {"rule": "budget", "mlp_budget": budget, "data_aware": True, "channels": [keep1, keep2]}
 
 
-def _folded(budget: int | None, ranks_from: str = "outputs") -> tuple[Builder, dict[str, Any]]:
+def _folded(budget: int | None, ranks_from: str = "outputs", conv_ranks: tuple[int, int] | None = None
+            ) -> tuple[Builder, dict[str, Any]]:
     """Pools folded into the convolutions (``torch_impl.compare.pool_fold``), then, with ``budget``,
     the MLP under the MAC-budget rule with data-aware factors calibrated on the new trunk.
     ``ranks_from``: what the budget rule weighs, "outputs" (the layers' output variance on the
-    calibration images, which is what data-aware factors keep) or "weights" (their spectra)."""
+    calibration images, which is what data-aware factors keep) or "weights" (their spectra).
+    ``conv_ranks``: the folded convolutions factorized too (data-aware, before the MLP)."""
     if ranks_from not in ("outputs", "weights"):
         raise ValueError(f"ranks_from must be 'outputs' or 'weights', got {ranks_from!r}")
 
@@ -128,11 +141,51 @@ def _folded(budget: int | None, ranks_from: str = "outputs") -> tuple[Builder, d
             return folded, {}
         spectra = output_spectra(folded, ctx.calib_images) if ranks_from == "outputs" else None
         ranks = budget_ranks(folded, budget, layer_spectra=spectra)
-        return data_aware_compress(folded, ranks, ctx.calib_images), {"ranks": dict(ranks)}
+        convs = dict(zip(FOLDED_CONV_LAYERS, conv_ranks)) if conv_ranks else {}
+        return data_aware_compress(folded, {**convs, **ranks}, ctx.calib_images), {"ranks": dict(ranks)}
     if budget is None:
         return build, {"pool_fold": True}
     return build, {"pool_fold": True, "rule": "budget", "mlp_budget": budget, "data_aware": True,
-                   "ranks_from": ranks_from}
+                   "ranks_from": ranks_from, **({"conv_ranks": dict(zip(FOLDED_CONV_LAYERS, conv_ranks))}
+                                                if conv_ranks else {})}
+
+
+def _by_latency(mac_budget: int) -> tuple[Builder, dict[str, Any]]:
+    """Folded pools, then the MLP's ranks spent against this host's measured time
+    (``latency_table``, at the MLP's inference chunk) instead of MACs: the budget is the time the
+    MAC rule's ranks at ``mac_budget`` take by the same table, so the two allocations cost the
+    same predicted time and differ only in where it goes."""
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        folded = fold_pools(ctx.dense)
+        spectra = output_spectra(folded, ctx.calib_images)
+        table = ctx.once("latency table", lambda: measure_latency(folded, MLP_CHUNK))
+        linears = [(n, m) for n, m in folded.named_modules() if isinstance(m, nn.Linear)]
+        by_macs = budget_ranks(folded, mac_budget, layer_spectra=spectra)
+        seconds = sum(table.cost(by_macs.get(n), m.in_features, m.out_features) for n, m in linears)
+        ranks = budget_ranks(folded, seconds, layer_spectra=spectra, cost=table.cost, unit="s per example")
+        return data_aware_compress(folded, ranks, ctx.calib_images), {
+            "ranks": dict(ranks), "mac_rule_ranks": dict(by_macs), "latency_budget_us": 1e6 * seconds}
+    return build, {"pool_fold": True, "rule": "latency", "latency_of_mlp_budget": mac_budget, "data_aware": True}
+
+
+def _nested(budget: int, fraction: float, steps: int) -> tuple[Builder, dict[str, Any]]:
+    """Folded pools and a ``budget``-MAC data-aware MLP, distilled once with nested ranks
+    (``torch_impl.nested_rank``, cosine rate), then truncated to ``fraction`` of each layer's
+    rank with no further training. Every fraction of one budget shares the one fine-tune."""
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        folded_build, _ = _folded(budget)
+
+        def train() -> nn.Module:
+            model, _ = folded_build(ctx)
+            model, _ = finetune(model, ctx.datamodule, steps, accelerator=ctx.accelerator, teacher=ctx.dense,
+                                callbacks=[NestedRanks()], lr_schedule="cosine")
+            return model
+        nested = ctx.once(f"nested {budget} {steps}", train)
+        cut = truncate(nested, fraction)
+        ranks = {name: m.rank for name, m in low_rank_layers(cut).items()}
+        return cut, {"ranks": ranks, "finetune_steps": steps, "distilled": True, "finetune_schedule": "cosine"}
+    return build, {"pool_fold": True, "rule": "budget", "mlp_budget": budget, "data_aware": True,
+                   "nested_fraction": fraction}
 
 
 def _drop_hidden() -> tuple[Builder, dict[str, Any]]:
@@ -150,16 +203,23 @@ def _dense() -> tuple[Builder, dict[str, Any]]:
 # Settings of the recipes that edit the trunk around its nn.AvgPool2d (pools over H and W):
 # a network pooling as the take-home's code runs (over W and C) has no such trunk.
 SPATIAL_ONLY = ("pool_fold", "channels")
+FOLDED_CONV_LAYERS = ("features.0", "features.2")  # the convolutions of fold_pools' trunk
+NESTED_FRACTIONS = (1.0, 0.5, 0.25)  # truncations of the one nested-rank model compared
+FOLDED_CONV_RANKS = ((8, 16), (12, 24))  # below the folded convs' break-even ranks, 15.4 and 44.7
 
 
 def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
                     conv_ranks: dict[str, int] | None = None, kd_steps: int = 1500,
-                    fold_budget: int = 1_000_000, pooling: str = DEFAULT_POOLING) -> list[Recipe]:
+                    fold_budget: int = 1_000_000, pooling: str = DEFAULT_POOLING, long_kd_steps: int = 3000,
+                    nested_budget: int = 4_000_000, nested_fractions: tuple[float, ...] = NESTED_FRACTIONS
+                    ) -> list[Recipe]:
     """Every method compared: plain SVD, per-layer rules, data-aware factors, fine-tuning, conv
     compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
     trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
     distill from the dense model; their MAC budgets are spent by the layers' output variance
     (one recipe spends it by the weights' spectra instead, to show the difference).
+    Recovery is tried longer (``long_kd_steps``) with a cosine rate, and once with nested ranks:
+    one distilled ``nested_budget`` model truncated to each of ``nested_fractions``.
     For the "haiku" network, the recipes that need spatial pools (``SPATIAL_ONLY``) are left out."""
     conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
     recipes = [
@@ -194,6 +254,19 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
         Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, weight-spectrum ranks, data-aware + KD",
                "pool folding", *_folded(fold_budget, "weights"), finetune_steps=kd_steps, distill=True,
                notes="ablation: the same budget spent by the weights' spectra"),
+        *(Recipe(f"folded pools + budget {b / 1e6:g}M, data-aware + KD {long_kd_steps}, cosine", "longer recovery",
+                 *_folded(b), finetune_steps=long_kd_steps, distill=True, lr_schedule="cosine")
+          for b in (mlp_budget, fold_budget)),
+        *(Recipe(f"folded pools + convs {c[0]}/{c[1]} + budget {fold_budget / 1e6:g}M, data-aware + KD "
+                 f"{long_kd_steps}, cosine", "trunk compressed", *_folded(fold_budget, conv_ranks=c),
+                 finetune_steps=long_kd_steps, distill=True, lr_schedule="cosine") for c in FOLDED_CONV_RANKS),
+        Recipe(f"folded pools + ranks by measured time (= {fold_budget / 1e6:g}M MACs' time), data-aware + KD "
+               f"{long_kd_steps}, cosine", "longer recovery", *_by_latency(fold_budget), finetune_steps=long_kd_steps,
+               distill=True, lr_schedule="cosine"),
+        *(Recipe(f"folded pools + nested-rank KD {long_kd_steps} ({nested_budget / 1e6:g}M), ranks x{q:g}",
+                 "nested ranks", *_nested(nested_budget, q, long_kd_steps),
+                 notes="one fine-tune for every fraction, truncated after it")
+          for q in nested_fractions),
         Recipe("no hidden MLP + FT", "non-SVD", *_drop_hidden(), finetune_steps=ft_steps),
         Recipe("prune 90% + FT", "non-SVD", *_prune(0.9), finetune_steps=ft_steps),
         Recipe("dense int8", "non-SVD", *_dense(), int8=True),

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torch_impl.compare.answers import pareto_front, plain_svd  # noqa: E402
+from torch_impl.compare.frontier import FRONTIER_FAMILIES, describe, frontier  # noqa: E402
 from torch_impl.files import atomic_path, write_text  # noqa: E402
 from torch_impl.results import Result, candidates, dense_of  # noqa: E402
 
@@ -47,6 +48,7 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
     colors = dict(zip(families, plt.cm.tab10.colors + plt.cm.Dark2.colors))
     dense = dense_of(results)
     front = pareto_front(results)
+    old_front = pareto_front([r for r in results if r.family not in FRONTIER_FAMILIES])
     big = batch_sizes[0]
     near = [r for r in results if 100 * (dense.test_acc - r.test_acc) <= ZOOM_PP]
     panels = [(axes[0], results, big, "every method"), (axes[1], near, big, f"within {ZOOM_PP:g} pp of dense"),
@@ -65,6 +67,10 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
         fr = [r for r in front if r in rows]
         ax.step([r.ratio(b) for r in fr], [100 * r.test_acc for r in fr], where="post", color="black", lw=1,
                 alpha=0.6, label="front (chosen on validation)")
+        if old_front != front:
+            of = [r for r in old_front if r in rows]
+            ax.step([r.ratio(b) for r in of], [100 * r.test_acc for r in of], where="post", color="gray", lw=1,
+                    ls="--", alpha=0.8, label=f"front without {' / '.join(FRONTIER_FAMILIES)}")
         ax.axhline(100 * dense.test_acc, color="gray", ls=":", lw=1)
         ax.axvline(1.0, color="gray", ls=":", lw=1)
         if b == big:
@@ -146,6 +152,7 @@ def targets(results: list[Result]) -> dict[str, Any]:
     close = [r for r in others if 100 * (dense.val_acc - r.val_acc) <= WITHIN_PP_AT_QUARTER]
     fastest = min(close, key=lambda r: r.ratio()) if close else None
     out["fastest_within_1.5pp_on_validation"] = _verdict(fastest, WITHIN_PP_AT_QUARTER)
+    out["frontier"] = frontier(results)
     return out
 
 
@@ -204,5 +211,8 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
                        verdicts["at_25pct_latency"], WITHIN_PP_AT_QUARTER))
     lines.append(_line(f"The fastest method within {WITHIN_PP_AT_QUARTER} pp of dense on validation",
                        verdicts["fastest_within_1.5pp_on_validation"], WITHIN_PP_AT_QUARTER))
+    if front := verdicts.get("frontier"):
+        lines += ["", "## Frontier targets (chosen on validation, judged on test)", ""]
+        lines += [describe(name, v) for name, v in front.items()]
     write_text(path, "\n".join(lines) + "\n")
     return path
