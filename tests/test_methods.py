@@ -178,8 +178,13 @@ def test_selection_reads_no_test_number() -> None:
     assert [r.method for r in pareto_front(blind)] == [r.method for r in pareto_front(results)] == [
         "C", "B", "A", "D", "dense"]
     seen, blind_seen = targets(results), targets(blind)
-    assert {k: v["best"] for k, v in seen.items() if isinstance(v, dict)} == {
-        k: v["best"] for k, v in blind_seen.items() if isinstance(v, dict)}
+    def chosen(t: dict) -> dict:
+        rows = {k: v["best"] for k, v in t.items() if isinstance(v, dict) and k != "frontier"}
+        for name, v in t["frontier"].items():
+            for key in ("chosen", "fastest_within_line_on_validation"):
+                rows[f"{name} {key}"] = (v[key] or {}).get("method")
+        return rows
+    assert chosen(seen) == chosen(blind_seen) and chosen(seen)["A chosen"] == "B"
     assert seen["at_25pct_latency"]["best"] == "B" and seen["fastest_within_1.5pp_on_validation"]["best"] == "B"
 
 
