@@ -149,6 +149,42 @@ def test_real_calls_are_timed_per_batch_size() -> None:
     assert "interleaved rounds" in out.method and "channels-last" in out.method
 
 
+def test_a_large_batch_is_sliced_into_the_same_images_once_each(monkeypatch) -> None:
+    images = torch.randint(0, 256, (40, 32, 32, 3), dtype=torch.uint8)
+    net = TinyNet().eval()
+    calls = torch_calls(net, images, [40, 16, 1], slice_rows=16)
+    assert len(calls[40].slices) == 3 and not hasattr(calls[16], "slices") and not hasattr(calls[1], "slices")
+    seen = []
+    monkeypatch.setattr(latency, "predict", lambda model, batch, chunk: seen.append(batch))
+    for part in calls[40].slices:
+        part()
+    assert [len(x) for x in seen] == [16, 16, 8] and torch.equal(torch.cat(seen), images)
+    whole = torch_calls(net, images, [40], chunk=None, slice_rows=16)[40]
+    assert not hasattr(whole, "slices"), "a model run whole (chunk=None: a GPU, the plain yardstick) is not sliced"
+
+
+def test_a_sliced_pair_alternates_slice_by_slice_and_sums_each_side(monkeypatch) -> None:
+    """Drift within a pair's seconds cancels: the two models alternate every slice, in a random
+    order per slice, and each model's time is the sum of its own slices'."""
+    log = []
+
+    def fake(call, batch_size):
+        log.append(call.key)
+        return {"dense": 0.3, "half": 0.15}[call.key[0]]
+    monkeypatch.setattr(latency, "_time_one", fake)
+    calls = calls_for(["dense", "half"], batch_sizes=(100,))
+    for name, per_batch in calls.items():  # four slices each, keyed (name, slice index)
+        per_batch[100].slices = list(calls_for([name], batch_sizes=range(4))[name].values())
+    out = time_interleaved(calls, "dense", min_rounds=6, max_rounds=6, progress=False)
+    assert len(log) == 6 * 4 * 2
+    pairs = [log[i: i + 2] for i in range(0, len(log), 2)]
+    assert all(sorted(k[0] for k in p) == ["dense", "half"] and p[0][1] == p[1][1] for p in pairs)  # same slice
+    assert [p[0][1] for p in pairs[:4]] == [0, 1, 2, 3]
+    assert {p[0][0] for p in pairs} == {"dense", "half"}  # either model goes first in some slices
+    assert out.times["half"][100] == pytest.approx([0.6] * 6) and out.paired["half"][100] == pytest.approx([1.2] * 6)
+    assert out.stats["half"][100].ratio == pytest.approx(0.5)
+
+
 def test_relayout_moves_every_weight_and_keeps_the_outputs() -> None:
     from torch_impl.compare.non_svd import dynamic_int8
 

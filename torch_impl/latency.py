@@ -28,6 +28,19 @@ with intervals narrowing around the offset. So before every round each model's t
 moved to fresh allocations (``relayout``), so that placement varies between rounds instead of
 holding for a whole run, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013); with it,
 the next 128-round run read the copy at 1.011x [0.978, 1.046].
+
+Adjacent whole calls still leave seconds of the host's drift in each pair: a batch-10,000
+call lasts 2-4 s, and the same model's calls ranged 2.3-4.5 s within minutes. So on CPU a
+pair at a large batch runs the two models interleaved slice by slice: the batch goes through
+in slices of ``SLICE_ROWS`` images (one MLP chunk, so each slice runs the kernels a whole
+call runs), the two models alternating with the order drawn per slice, and each model's time
+is the sum of its slices' (``call.slices``). Measured here (``docs/results/experiments/
+slice_noise.py``, 25 rounds of dense beside a deep copy, both ways in each round): per-round
+log-ratio sd 0.162 with whole calls, 0.054 interleaved by slice, at the same per-call time
+(3.24 and 3.17 s): 9x fewer rounds for the same interval. It also removes an asymmetry of
+whole-call pairs: there the reference often follows a call of itself while every other model
+follows a different model, and two 35-round runs read dense-sized models at 1.033-1.042x;
+interleaved, each slice of either model follows a slice of the other.
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from torch import nn
 from torch.utils.benchmark import Timer
 from tqdm.auto import tqdm
 
-from torch_impl.inference import INFERENCE_METHOD, predict
+from torch_impl.inference import INFERENCE_METHOD, MLP_CHUNK, inference_chunk, predict
 from torch_impl.round_journal import RoundJournal
 from torch_impl.stats import ratio_interval, relative_halfwidth
 
@@ -53,9 +66,12 @@ TARGET_HALFWIDTH = 0.03  # the ratio's 95% interval: +-3% at the first batch siz
 MIN_ROUNDS, MAX_ROUNDS = 5, 60
 SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of calls instead of one
 SMALL_BATCH_CALLS = 20
+SLICE_ROWS = MLP_CHUNK  # a large batch's pair alternates models every slice of this many images
 PROTOCOL = (f"interleaved rounds (before each round every model's tensors move to fresh allocations; each round "
             f"times every model once per batch size, in a shuffled order, each call right beside one of the "
-            f"reference's, the pair's order drawn at random; "
+            f"reference's, the pair's order drawn at random; on CPU, above {SLICE_ROWS} images the pair runs "
+            f"interleaved in slices of {SLICE_ROWS} images, the order drawn per slice, each model's time the sum "
+            f"of its slices'; "
             f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
             "per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
             "rounds' ratios of adjacent calls, 95% percentile-bootstrap interval over rounds")
@@ -85,10 +101,13 @@ def relayout(model: nn.Module) -> None:
 
 
 def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
-                chunk: int | None | str = "auto") -> dict[int, Call]:
+                chunk: int | None | str = "auto", slice_rows: int = SLICE_ROWS) -> dict[int, Call]:
     """``{batch size: call}`` running ``model`` through ``predict`` on the first images.
 
-    Each call carries ``call.relayout``, which ``time_interleaved`` runs before every round."""
+    Each call carries ``call.relayout``, which ``time_interleaved`` runs before every round.
+    Where ``predict`` chunks (CPU) and the batch is larger than ``slice_rows``, it also carries
+    ``call.slices``: the same images as calls on consecutive slices of ``slice_rows``, which
+    ``time_interleaved`` alternates with the reference's."""
     device = next(model.parameters()).device
     model.eval()
 
@@ -99,10 +118,17 @@ def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
             sync(device)
         call.relayout = lambda: relayout(model)
         return call
+
+    def sliced(batch: torch.Tensor) -> Call:
+        call = make(batch)
+        chunked = (chunk == "auto" and inference_chunk(device) is not None) or chunk not in ("auto", None)
+        if chunked and batch.shape[0] > slice_rows:
+            call.slices = [make(batch[i: i + slice_rows]) for i in range(0, batch.shape[0], slice_rows)]
+        return call
     for b in batch_sizes:
         if not 1 <= b <= images.shape[0]:
             raise ValueError(f"batch size {b} needs 1..{images.shape[0]} images")
-    return {b: make(images[:b].to(device)) for b in batch_sizes}
+    return {b: sliced(images[:b].to(device)) for b in batch_sizes}
 
 
 def _relayout_all(calls: dict[str, dict[int, Call]]) -> None:
@@ -124,6 +150,25 @@ def _time_one(call: Call, batch_size: int) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
+
+
+def _time_pair(reference: Call, call: Call, batch_size: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Seconds of the reference's call and of ``call``, timed back to back (order drawn at
+    random), or, when both come in the same number of slices, alternating slice by slice."""
+    ref_slices, slices = getattr(reference, "slices", None), getattr(call, "slices", None)
+    if ref_slices is None or slices is None or len(ref_slices) != len(slices):
+        parts = [(reference, call)]
+    else:
+        parts = list(zip(ref_slices, slices))
+    t_ref = t_call = 0.0
+    for ref_part, part in parts:  # timed as the whole batch is: a slice of a large batch is one call
+        if rng.random() < 0.5:
+            t_ref += _time_one(ref_part, batch_size)
+            t_call += _time_one(part, batch_size)
+        else:
+            t_call += _time_one(part, batch_size)
+            t_ref += _time_one(ref_part, batch_size)
+    return t_ref, t_call
 
 
 @dataclass
@@ -229,10 +274,9 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
                 record["reference"][b].append(_time_one(calls[reference][b], b))
         for i in rng.permutation(len(pairs)):
             name, b = pairs[i]
-            order = (reference, name) if rng.random() < 0.5 else (name, reference)
-            took = {n: _time_one(calls[n][b], b) for n in order}
-            record["seconds"][name][b], record["paired"][name][b] = took[name], took[reference]
-            record["reference"][b].append(took[reference])
+            t_ref, t_model = _time_pair(calls[reference][b], calls[name][b], b, rng)
+            record["seconds"][name][b], record["paired"][name][b] = t_model, t_ref
+            record["reference"][b].append(t_ref)
         keep(record)
         rounds += 1
         if journal is not None:
