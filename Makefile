@@ -45,7 +45,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"

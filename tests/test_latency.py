@@ -203,6 +203,28 @@ def test_relayout_moves_every_weight_and_keeps_the_outputs() -> None:
             torch.testing.assert_close(model(images), before, rtol=0, atol=0)
 
 
+def test_a_reconstructed_layer_keeps_its_formed_product_through_a_relayout(monkeypatch) -> None:
+    """The product B @ A is formed once for inference; moving the factors must not make the next
+    timed call form it again (it would charge the reconstructed model ~2-10% of a call per round)."""
+    from torch_impl.lowrank import LowRankLinear
+
+    model = compress_model(TinyNet(), rank_fraction=0.5, mode="reconstructed")[0].eval()
+    layer = next(m for m in model.modules() if isinstance(m, LowRankLinear))
+    formed, form = [], layer.reconstructed_weight
+    monkeypatch.setattr(layer, "reconstructed_weight", lambda: formed.append(1) or form())
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    with torch.inference_mode():
+        before = model(images)
+        latency.relayout(model)
+        after = model(images)
+    assert len(formed) == 1 and torch.equal(after, before)
+    with torch.no_grad():  # a real change of the factors still forms it again
+        layer.A.mul_(2.0)
+    with torch.inference_mode():
+        model(images)
+    assert len(formed) == 2
+
+
 def test_every_round_starts_by_relaying_each_model_once(monkeypatch) -> None:
     synthetic(monkeypatch, {"dense": 1.0, "a": 0.5}, noise=0.01)
     calls, count = calls_for(["dense", "a"]), {"dense": 0, "a": 0}

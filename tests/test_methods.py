@@ -46,7 +46,7 @@ def images() -> torch.Tensor:
     return torch.from_numpy(learnable_images(2, seed=9)[0])
 
 
-RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3, long_kd_steps=3)}
+RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3, long_kd_steps=3, scratch_steps=3)}
 # Recipes that differ from one tested here only by a number (a fraction, a threshold, a
 # budget) run the same code; each code path is tested once.
 SAME_PATH_AS_ANOTHER = {"SVD f=0.5", "SVD f=0.1", "energy tau=0.7", "budget 2M MACs", "budget 2M, data-aware",
@@ -69,6 +69,9 @@ def test_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor, na
     if recipe.finetune_steps:
         assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["val_acc_before_finetune"] == 0.5
         assert info["distilled"] == recipe.distill and info["finetune_schedule"] == recipe.lr_schedule
+    if recipe.settings.get("init") == "random":  # the recipe's training, the EMA of its weights kept
+        assert info["finetune_steps"] == 3 and info["weights_kept"].startswith("EMA") and info["ranks"]
+        assert info["distilled"] == recipe.settings["distilled"]
     if "nested_fraction" in recipe.settings:  # one nested fine-tune, then truncated
         assert info["finetune_steps"] == 3 and info["finetune_schedule"] == "cosine" and info["ranks"]
     if info.get("pruned"):  # the mask held through the fine-tune
@@ -218,7 +221,8 @@ def test_answers_compare_where_a_budget_goes() -> None:
 
 CLAIMS = ("**Accuracy vs rank", "**Replacing each weight", "**Time vs rank", "**Which method wins",
           "**Data-aware vs plain", "**Recovery fine-tuning", "**Folding each average pool", "**Where a MAC budget",
-          "**Magnitude pruning", "**Longer recovery", "**Ranks spent by measured time", "**One nested-rank model")
+          "**Magnitude pruning", "**Longer recovery", "**Ranks spent by measured time", "**One nested-rank model",
+          "**Low-rank from the start")
 
 
 @pytest.mark.parametrize("flags", [{}, {"mlp_budget": 3_000_000, "tight_budget": 500_000, "fold_budget": 1_500_000},

@@ -135,11 +135,20 @@ class LowRankLinear(nn.Module):
             return self.reconstructed_weight()  # differentiable; no cache while training
         # For inference the product is formed once, as the take-home did, and reused until
         # the factors change (tracked by their version counters).
-        key = (self.A._version, self.B._version, self.A.data_ptr(), self.B.data_ptr())
+        key = self._cache_key()
         if self._dense_cache is None or self._dense_cache[0] != key:
             with torch.no_grad():
                 self._dense_cache = (key, self.reconstructed_weight())
         return self._dense_cache[1]
+
+    def _cache_key(self) -> tuple[int, ...]:
+        return (self.A._version, self.B._version, self.A.data_ptr(), self.B.data_ptr())
+
+    def relocated(self) -> None:
+        """The factors were moved to new memory with the same values (``latency.relayout``):
+        the formed product moves too, instead of being formed again inside a timed call."""
+        if self._dense_cache is not None:
+            self._dense_cache = (self._cache_key(), self._dense_cache[1].clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.active_rank is not None:

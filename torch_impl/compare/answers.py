@@ -203,6 +203,24 @@ def recovery_answers(results: list[Result]) -> list[str]:
             + (". Beside it, distilled one budget at a time: " + "; ".join(
                 f"{r.method}: {r.mlp_macs / 1e6:.2f} M MLP MACs, validation {100 * r.val_acc:.2f}%"
                 for r in folded if not r.settings.get("conv_ranks")) if folded else "") + ".")
+    out.extend(scratch_answers(results))
+    return out
+
+
+def scratch_answers(results: list[Result]) -> list[str]:
+    """Each network trained from a random init beside the truncated models of its shapes."""
+    out = []
+    for s in find(results, init="random"):
+        twins = [r for r in find(results, rule="budget", mlp_budget=s.settings["mlp_budget"],
+                                 pool_fold=s.settings.get("pool_fold"), data_aware=True, conv_ranks=None,
+                                 channels=None, init=None, nested_fraction=None)
+                 if r.get("ranks") == s.get("ranks") and not r.settings.get("int8")]
+        out.append(f"**Low-rank from the start** ({s.method}): the truncated model's shapes ({s.mlp_macs / 1e6:.2f} M "
+                   f"MLP MACs, {_x(s)} dense time) trained from a random init with the recipe for "
+                   f"{s.settings.get('finetune_steps')} steps: validation {100 * s.val_acc:.2f}%, test {_pp(s)}"
+                   + ("; truncated from the dense model instead: " + "; ".join(
+                       f"{t.method} validation {100 * t.val_acc:.2f}%, test {_pp(t)}" for t in twins)
+                      if twins else "; no truncated model of these shapes in this run") + ".")
     return out
 
 

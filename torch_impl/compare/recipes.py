@@ -18,6 +18,7 @@ from torch import nn
 
 from torch_impl.compare.data_aware import data_aware_compress, output_spectra
 from torch_impl.compare.finetune import finetune, zero_fraction
+from torch_impl.compare.from_scratch import RECIPE_STEPS, random_low_rank, train_from_scratch
 from torch_impl.compare.latency_table import measure as measure_latency
 from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
@@ -188,6 +189,20 @@ def _nested(budget: int, fraction: float, steps: int) -> tuple[Builder, dict[str
                    "nested_fraction": fraction}
 
 
+def _scratch(budget: int, pool_fold: bool, distill: bool, steps: int) -> tuple[Builder, dict[str, Any]]:
+    """The ranks the truncating recipe at ``budget`` chooses (the same shapes, so the same
+    latency), on a network trained from a random init with the recipe (``from_scratch``)."""
+    def build(ctx: Context) -> tuple[nn.Module, dict]:
+        template = fold_pools(ctx.dense) if pool_fold else ctx.dense
+        spectra = output_spectra(template, ctx.calib_images) if pool_fold else None
+        ranks = budget_ranks(template, budget, layer_spectra=spectra, svds=None if pool_fold else ctx.svds)
+        model, info = train_from_scratch(random_low_rank(template, ranks), ctx.datamodule, steps,
+                                         accelerator=ctx.accelerator, teacher=ctx.dense if distill else None)
+        return model, {"ranks": dict(ranks), **info}
+    return build, {"init": "random", "rule": "budget", "mlp_budget": budget, "distilled": distill,
+                   "finetune_steps": steps, **({"pool_fold": True} if pool_fold else {})}
+
+
 def _drop_hidden() -> tuple[Builder, dict[str, Any]]:
     return lambda ctx: (drop_hidden_mlp(ctx.dense), {}), {"rule": "drop_hidden"}
 
@@ -211,15 +226,16 @@ FOLDED_CONV_RANKS = ((8, 16), (12, 24))  # below the folded convs' break-even ra
 def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
                     conv_ranks: dict[str, int] | None = None, kd_steps: int = 1500,
                     fold_budget: int = 1_000_000, pooling: str = DEFAULT_POOLING, long_kd_steps: int = 3000,
-                    nested_budget: int = 4_000_000, nested_fractions: tuple[float, ...] = NESTED_FRACTIONS
-                    ) -> list[Recipe]:
+                    nested_budget: int = 4_000_000, nested_fractions: tuple[float, ...] = NESTED_FRACTIONS,
+                    scratch_steps: int = RECIPE_STEPS) -> list[Recipe]:
     """Every method compared: plain SVD, per-layer rules, data-aware factors, fine-tuning, conv
     compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
     trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
     distill from the dense model; their MAC budgets are spent by the layers' output variance
     (one recipe spends it by the weights' spectra instead, to show the difference).
     Recovery is tried longer (``long_kd_steps``) with a cosine rate, and once with nested ranks:
-    one distilled ``nested_budget`` model truncated to each of ``nested_fractions``.
+    one distilled ``nested_budget`` model truncated to each of ``nested_fractions``; and two
+    truncated models' shapes are trained from a random init instead (``scratch_steps``).
     For the "haiku" network, the recipes that need spatial pools (``SPATIAL_ONLY``) are left out."""
     conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
     recipes = [
@@ -267,6 +283,12 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                  "nested ranks", *_nested(nested_budget, q, long_kd_steps),
                  notes="one fine-tune for every fraction, truncated after it")
           for q in nested_fractions),
+        Recipe(f"budget {tight_budget / 1e6:g}M ranks, from a random init ({scratch_steps} steps)",
+               "low-rank from the start", *_scratch(tight_budget, False, False, scratch_steps),
+               notes="the shapes of the truncated model, trained with the recipe instead"),
+        Recipe(f"folded pools + budget {fold_budget / 1e6:g}M ranks, from a random init + KD {scratch_steps}",
+               "low-rank from the start", *_scratch(fold_budget, True, True, scratch_steps),
+               notes="the shapes of the truncated model, trained with the recipe instead"),
         Recipe("no hidden MLP + FT", "non-SVD", *_drop_hidden(), finetune_steps=ft_steps),
         Recipe("prune 90% + FT", "non-SVD", *_prune(0.9), finetune_steps=ft_steps),
         Recipe("dense int8", "non-SVD", *_dense(), int8=True),
