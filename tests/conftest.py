@@ -41,6 +41,15 @@ def write_image_folder(root: Path, n_train: int = 6, n_test: int = 2, fmt: str =
     return root
 
 
+@pytest.fixture(autouse=True)
+def quick_roofline(monkeypatch) -> None:
+    """Every sweep and comparison a test runs measures the roofline, 3 s at its real setting; no
+    test checks its value beyond being positive (test_latency), so each block here is short."""
+    from torch_impl import roofline
+
+    monkeypatch.setattr(roofline, "MIN_RUN_S", 0.05)
+
+
 @pytest.fixture(scope="session")
 def net_svds() -> tuple[nn.Module, dict]:
     """A dense Net (seed 0) and its layer SVDs, made once for the whole session (float64 SVDs of

@@ -12,8 +12,10 @@ from torch import nn
 
 from tests.conftest import learnable_images, write_image_folder
 from torch_impl.checkpoint import save_model
+from torch_impl.compare import recipes as recipes_module
 from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.finetune import zero_fraction
+from torch_impl.compare.latency_table import measure
 from torch_impl.compare.non_svd import (
     drop_hidden_mlp,
     dynamic_int8,
@@ -48,18 +50,25 @@ def images() -> torch.Tensor:
 
 RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3, long_kd_steps=3, scratch_steps=3)}
 # Recipes that differ from one tested here only by a number (a fraction, a threshold, a
-# budget) run the same code; each code path is tested once.
+# budget, channel counts) or by an option whose code another tested recipe runs (ranks from
+# the weights' spectra: the plain budget rule's) run the same code; each path is tested once.
 SAME_PATH_AS_ANOTHER = {"SVD f=0.5", "SVD f=0.1", "energy tau=0.7", "budget 2M MACs", "budget 2M, data-aware",
                         "folded pools + budget 1M, data-aware + KD 3, cosine",
                         "folded pools + convs 8/16 + budget 1M, data-aware + KD 3, cosine",
                         "folded pools + nested-rank KD 3 (4M), ranks x1",
+                        "folded pools + budget 1M, weight-spectrum ranks, data-aware + KD",
+                        "channels 10/32 + budget 0.4M, data-aware + FT",
                         "folded pools + nested-rank KD 3 (4M), ranks x0.25"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in RECIPES if n not in SAME_PATH_AS_ANOTHER])
-def test_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor, name: str, tmp_path: Path) -> None:
+def test_recipe_runs_and_keeps_its_shapes(ctx: Context, images: torch.Tensor, name: str, tmp_path: Path,
+                                          monkeypatch) -> None:
     recipe = RECIPES[name]
+    # The measured-latency table at its real settings times ~45 matmuls for 0.2 s each (~85 s
+    # here); its measurement is tested in test_latency_table, so here the table is a quick one.
+    monkeypatch.setattr(recipes_module, "measure_latency", lambda model, batch: measure(model, 16, min_run_s=0.001))
     before = {k: v.clone() for k, v in ctx.dense.state_dict().items()}
     model, info = run_recipe(recipe, ctx, evaluate=lambda m: 0.5)
     with torch.inference_mode():

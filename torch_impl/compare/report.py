@@ -42,7 +42,8 @@ def _ratio_err(results: list[Result], b: int) -> list[list[float]]:
 def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, int]) -> Path:
     """Test accuracy vs time over dense with both 95% intervals: every method, then zoomed on the
     rows within ``ZOOM_PP`` of dense at both batch sizes. Points carry the table's ids (keyed
-    in the right-hand panel); the line joins the front chosen on validation accuracy."""
+    in the right-hand panel, with the colours and lines); the line joins the front chosen on
+    validation accuracy."""
     fig, axes = plt.subplots(1, 4, figsize=(22, 6), gridspec_kw={"width_ratios": [1, 1, 1, 0.75]})
     families = sorted({r.family for r in results})
     colors = dict(zip(families, plt.cm.tab10.colors + plt.cm.Dark2.colors))
@@ -78,7 +79,8 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
         ax.set(xlabel=f"time over dense at batch {b} (95% interval)", ylabel="test accuracy (%, 95% interval)",
                title=f"batch {b}: {what}")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    # The key sits in the id panel, where it covers no point.
+    axes[3].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="lower left")
     axes[3].axis("off")
     axes[3].text(0, 1, "\n".join(f"{ids[id(r)]:>2}  {r.method[:58]}" for r in results), va="top",
                  family="monospace", fontsize=7, transform=axes[3].transAxes)
