@@ -124,9 +124,10 @@ def torch_calls(model: nn.Module, images: torch.Tensor, batch_sizes: list[int],
         call.relayout = lambda: relayout(model)
         return call
 
+    chunked = (inference_chunk(device) if chunk == "auto" else chunk) is not None  # as predict resolves it
+
     def sliced(batch: torch.Tensor) -> Call:
         call = make(batch)
-        chunked = (chunk == "auto" and inference_chunk(device) is not None) or chunk not in ("auto", None)
         if chunked and batch.shape[0] > slice_rows:
             call.slices = [make(batch[i: i + slice_rows]) for i in range(0, batch.shape[0], slice_rows)]
         return call

@@ -129,13 +129,17 @@ def pooling_of(state: dict[str, torch.Tensor]) -> str:
                      f"(spatial: (48, 18, 5, 5), haiku: (48, 9, 5, 5))")
 
 
+def haiku_normal_(weight: torch.Tensor, fan_in: int) -> None:
+    """Haiku's default weight init in place: truncated normal (+-2 std), std 1/sqrt(fan_in)."""
+    std = 1.0 / math.sqrt(fan_in)
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
 def haiku_init_(module: nn.Module) -> None:
     """Haiku's default init: truncated normal (+-2 std), std 1/sqrt(fan_in), zero bias."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
-            fan_in = m.weight[0].numel()  # in (Linear) or in*kh*kw (conv)
-            std = 1.0 / math.sqrt(fan_in)
-            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+            haiku_normal_(m.weight, m.weight[0].numel())  # fan-in: in (Linear) or in*kh*kw (conv)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 

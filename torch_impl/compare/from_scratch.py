@@ -16,7 +16,6 @@ that is what ``hk.Linear(rank, with_bias=False)`` then ``hk.Linear(out)`` would 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -25,15 +24,10 @@ from torch_impl.compare.finetune import finetune
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.model import haiku_init_
+from torch_impl.model import haiku_init_, haiku_normal_
 
 RECIPE_STEPS = 3500  # the CPU preset's training length (torch_impl.training.config_from_preset("cpu"))
 INIT_SEED = 42
-
-
-def _trunc_normal_(t: torch.Tensor, fan_in: int) -> None:
-    std = 1.0 / math.sqrt(fan_in)
-    nn.init.trunc_normal_(t, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
 def random_low_rank(template: nn.Module, ranks: dict[str, int | None], seed: int = INIT_SEED) -> nn.Module:
@@ -50,8 +44,8 @@ def random_low_rank(template: nn.Module, ranks: dict[str, int | None], seed: int
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"{name!r} is a {type(linear).__name__}, not an nn.Linear: only linears are factorized")
         layer = LowRankLinear(linear.in_features, linear.out_features, rank, bias=linear.bias is not None)
-        _trunc_normal_(layer.A, linear.in_features)
-        _trunc_normal_(layer.B, rank)
+        haiku_normal_(layer.A, linear.in_features)
+        haiku_normal_(layer.B, rank)
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
         model.set_submodule(name, layer)
@@ -64,4 +58,4 @@ def train_from_scratch(model: nn.Module, datamodule: CIFAR10DataModule, steps: i
     ``teacher`` if given; and a record of what was done."""
     model, info = finetune(model, datamodule, steps, accelerator=accelerator, teacher=teacher, averaged_share=None,
                            callbacks=[TakeHomeEMA()])
-    return model, {**info, "finetune_averaged_share": None, "weights_kept": "EMA (step 0.001, from the init)"}
+    return model, {**info, "weights_kept": "EMA (step 0.001, from the init)"}
