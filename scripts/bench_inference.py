@@ -10,6 +10,8 @@ NCHW-contiguous input, the channels-last view in one call, and channels-last in 
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 from torch.utils.benchmark import Timer
 
@@ -19,14 +21,19 @@ from torch_impl.provenance import device_name
 from torch_impl.runtime import flush_denormals
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
-    p.add_argument("--batch", type=positive_int, default=10_000)
-    p.add_argument("--chunks", type=positive_int_list(), default="64,128,256,512,1024,2500")
+    p.add_argument("--batch", type=positive_int, default=10_000, help="images per call")
+    p.add_argument("--chunks", type=positive_int_list(), default="64,128,256,512,1024,2500",
+                   help="trunk chunk sizes to time")
     p.add_argument("--mlp-chunks", type=positive_int_list(), default="512,1024,2500",
                    help="MLP chunk sizes after a trunk in chunks of 256")
-    p.add_argument("--repeats", type=positive_int, default=5)
-    args = p.parse_args(argv)
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per way")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     net = build_model(42).eval()  # weights do not change the cost of dense fp32 kernels
     images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8)

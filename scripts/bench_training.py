@@ -44,13 +44,13 @@ def parse_ways(text: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
-    p.add_argument("--framework", choices=("torch", "jax"), default="torch")
+    p.add_argument("--framework", choices=("torch", "jax"), default="torch", help="which trainer to time")
     p.add_argument("--ways", default=",".join(WAYS), help="comma-separated; the first is the baseline (torch)")
     p.add_argument("--blocks", type=positive_int, default=5, help="blocks (every way once each)")
     p.add_argument("--steps", type=positive_int, default=40, help="timed steps per way and block")
     p.add_argument("--warmup", type=positive_int, default=10, help="untimed steps first (compilation)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--out-dir", default="runs/bench_training")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="training batch")
+    p.add_argument("--out-dir", default="runs/bench_training", help="where the results go")
     add_data_args(p)
     add_progress_arg(p)
     return p.parse_args(argv)

@@ -1,12 +1,18 @@
 """Every compression method on one trained checkpoint: accuracy, latency, one Pareto plot, REPORT.md.
 
     python scripts/compare_methods.py                         # runs/train/model.pt -> runs/compare
-    python scripts/compare_methods.py --checkpoint runs/cpu_seed42/model.pt --finetune-steps 400
-    python scripts/compare_methods.py --only "SVD f=0.2;dense int8" --test-limit 2000   # a quick look
+    python scripts/compare_methods.py --list                  # the recipes' names; * marks the default set
+    python scripts/compare_methods.py --recipes all --out-dir runs/compare_all   # every recipe (hours)
+    python scripts/compare_methods.py --recipes "SVD f=0.2;dense int8" --test-limit 2000   # a quick look
 
+The default set is the one that decides: the take-home's plain-SVD points, the recipes on the
+front, and the controls. Timing races: a model stops being timed once its interval is within
+--target, or once a model at least as accurate on validation is clearly faster.
 Each recipe's model is kept in <out-dir>/points/ as soon as it is built: rerunning the same
-command after a kill or a crash loads the finished ones and builds only the rest (--force
+command after a kill or a crash loads the finished ones and builds only the rest (--overwrite
 rebuilds all). A recipe that fails is reported at the end (exit status 1); the others run.
+REPORT.md and recommended.json open with the recommendation: per latency budget, the model
+chosen on validation, with its test difference and time ratio.
 
 Methods (torch_impl/compare/recipes.py): plain SVD, per-layer ranks (energy and MAC-budget rules),
 data-aware factors, recovery fine-tuning, low-rank convolutions, a smaller head, magnitude
@@ -16,6 +22,7 @@ pruning, dynamic int8, and combinations. Writes compare.csv/json, pareto.png and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +32,7 @@ from torch_impl.checkpoint import load_model
 from torch_impl.cli import (
     add_checkpoint_arg,
     add_data_args,
+    add_overwrite_arg,
     add_progress_arg,
     add_timing_args,
     fail,
@@ -35,6 +43,7 @@ from torch_impl.cli import (
 )
 from torch_impl.compare.points import ROUNDS_FILE, Points
 from torch_impl.compare.recipes import default_recipes
+from torch_impl.compare.recommend import recommendation_table
 from torch_impl.compare.run import (
     SAVE_CHOICES,
     batch_sizes_for,
@@ -57,7 +66,7 @@ from torch_impl.sweep import describe_timing
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_checkpoint_arg(p)
-    p.add_argument("--out-dir", default="runs/compare")
+    p.add_argument("--out-dir", default="runs/compare", help="REPORT.md, recommended.json, tables, models/, points/")
     p.add_argument("--finetune-steps", type=positive_int, default=400, help="recovery fine-tune length (batch 128)")
     p.add_argument("--distill-steps", type=positive_int, default=1500,
                    help="fine-tune length of the distilled recipes (the pool-folded trunk)")
@@ -66,14 +75,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fold-budget", type=positive_int, default=1_000_000,
                    help="MLP MAC budget of the tightest pool-folded recipe")
     p.add_argument("--calib-images", type=positive_int, default=2048, help="training images for the data-aware factors")
-    p.add_argument("--only", help="semicolon-separated method names to run (default: all)")
+    p.add_argument("--recipes", default="default",
+                   help="default (the set that decides), all, or semicolon-separated names (see --list)")
+    p.add_argument("--only", dest="recipes", help=argparse.SUPPRESS)  # the older name of --recipes
+    p.add_argument("--list", action="store_true", help="print the recipes' names (* marks the default set) and exit")
     p.add_argument("--save-models", choices=SAVE_CHOICES, default="front",
                    help="which models to keep in <out-dir>/models/ (safetensors + manifest.json; load them with "
                         "torch_impl.artifact.load_compressed): the Pareto front (default), all, or none")
     add_data_args(p)
     add_timing_args(p, time_cap_s=1800)
-    p.add_argument("--force", action="store_true",
-                   help="rebuild every recipe's model instead of loading those an earlier run finished")
+    add_overwrite_arg(p, "rebuild every recipe's model instead of loading those an earlier run finished "
+                         "(needed after a retrain: points of another checkpoint are refused)")
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)  # the older name
+    p.add_argument("--device", choices=("cpu",), default="cpu",
+                   help="where models are built, scored and timed; the comparison's latency budgets are the CPU's")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild pareto.png, targets.json and REPORT.md from <out-dir>/compare.json")
     add_progress_arg(p)
@@ -82,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    if args.list:
+        for r in default_recipes():
+            print(f"{'*' if r.core else ' '} {r.name}")
+        return []
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     # No finished-run markers: rerunning the same command resumes (points/), and rewrites the results.
     return owning(args.out_dir, (), False, lambda out: _run(args, out))
@@ -106,7 +125,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
                   "fold or prune around spatial pools do not apply and are left out")
         recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
                                                  long_kd_steps=args.long_distill_steps,
-                                                 fold_budget=args.fold_budget, pooling=dense.pooling), args.only)
+                                                 fold_budget=args.fold_budget, pooling=dense.pooling), args.recipes)
         # none of the points is larger than the dense model
         check_free_disk(out_dir, len(recipes) * stored_bytes(dense), f"keeping {len(recipes)} models in points/")
         points = Points(out_dir / "points", {
@@ -114,7 +133,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             "distill_steps": args.distill_steps, "long_distill_steps": args.long_distill_steps,
             "fold_budget": args.fold_budget, "calib_images": args.calib_images,
             "n_train": len(dm.numpy_splits()["train"][1]), "n_val": len(splits["val"][1]),
-            "test_limit": args.test_limit}, force=args.force)
+            "test_limit": args.test_limit}, force=args.overwrite)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)
@@ -135,6 +154,8 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     (points.root / ROUNDS_FILE).unlink(missing_ok=True)  # the rounds are in compare.json now
     print(describe_timing(timing))
     print("\n" + "\n".join(f"{k}: {v}" for k, v in paths.items()))
+    print("\nrecommended (chosen on validation; test difference and time over dense with 95% intervals):\n"
+          + recommendation_table(json.loads(paths["recommended"].read_text())["rows"]))
     if points.skipped:
         print(f"\nloaded {len(points.skipped)} finished model(s) from {points.root} instead of building them: "
               + "; ".join(points.skipped))

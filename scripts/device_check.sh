@@ -67,7 +67,7 @@ fi
 skip() { case " ${SKIP:-} " in *" $1 "*) echo "== $1: skipped (SKIP)"; return 0;; esac; return 1; }
 COMMON="--seed 42 --no-progress-bar"
 step data 120 $PY -c "from torch_impl.data import load_cifar10; a = load_cifar10(); print(a.train_images.shape, a.test_images.shape)"
-step torch_cpu_preset "${TORCH_LIMIT:-150}" $PY scripts/train.py $COMMON --accelerator "$ACCEL" --out-dir "$RUNS/torch_cpu_preset" $TORCH_ARGS
+step torch_cpu_preset "${TORCH_LIMIT:-150}" $PY scripts/train.py $COMMON --device "$ACCEL" --out-dir "$RUNS/torch_cpu_preset" $TORCH_ARGS
 skip jax || step jax_cpu_preset 150 $PY scripts/train.py $COMMON --framework jax --out-dir "$RUNS/jax_cpu_preset" $TORCH_ARGS
 CKPT="$RUNS/torch_cpu_preset/model.pt"
 if [ -f "$CKPT" ]; then
@@ -78,7 +78,7 @@ if [ -f "$CKPT" ]; then
     step sweep_gpu 100 $PY scripts/sweep_ranks.py --checkpoint "$CKPT" --out-dir "$RUNS/sweep_gpu" \
         --time-cap 40 $SWEEP_ARGS
 fi
-skip seed || step seed_preset 400 $PY scripts/train.py $COMMON --preset seed --accelerator "$ACCEL" --out-dir "$RUNS/seed_preset" $SEED_ARGS
+skip seed || step seed_preset 400 $PY scripts/train.py $COMMON --preset seed --device "$ACCEL" --out-dir "$RUNS/seed_preset" $SEED_ARGS
 
 # Small files only: metrics, logs, tables, plots.
 (cd "$RUNS" && find . -type f \( -name '*.json' -o -name '*.csv' -o -name '*.png' -o -name '*.yaml' \) -print0 \

@@ -31,7 +31,7 @@ from torch_impl.runtime import flush_denormals
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("model", help="a saved model directory (manifest.json inside), or a dense model.pt / .ckpt")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--format", required=True, choices=FORMATS, help="onnx or torch-export")
     p.add_argument("--out", help="the exported file (default: model.onnx / model.pt2 beside the model)")
     add_data_args(p)
     return p.parse_args(argv)

@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default=",".join(str(f) for f in PARITY_FRACTIONS),
                    help="default: 8 points (the JAX sweep costs ~1 ms per image on a 2-core CPU)")
     cli.add_data_args(p)
-    p.add_argument("--out-dir", default="runs/parity")
+    p.add_argument("--out-dir", default="runs/parity", help="where parity.csv/json and the plots go")
     cli.add_overwrite_arg(p)
     cli.add_device_arg(p)  # JAX uses its default backend
     cli.add_timing_args(p, time_cap_s=600)

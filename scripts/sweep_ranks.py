@@ -64,7 +64,8 @@ def parse_modes(text: str) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_checkpoint_arg(p)
-    p.add_argument("--framework", choices=("torch", "jax"), default="torch")
+    p.add_argument("--framework", choices=("torch", "jax"), default="torch",
+                   help="torch: the Lightning model; jax: the jax_ref reference on the same weights")
     p.add_argument("--haiku-params", "--jax-params", dest="haiku_params", metavar="FILE",
                    help="sweep these Haiku parameters (.npz with module/name keys, e.g. from "
                         "`train.py --framework jax`; or a pickle with --trust-pickle) instead of --checkpoint")

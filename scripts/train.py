@@ -2,7 +2,7 @@
 
     python scripts/train.py                          # CPU preset, data from $CIFAR10_DIR
     python scripts/train.py --data-dir ../shared/cifar10 --seed 7 --out-dir runs/seed7
-    python scripts/train.py --preset seed --accelerator gpu     # the take-home's protocol
+    python scripts/train.py --preset seed --device cuda     # the take-home's protocol
     python scripts/train.py --out-dir runs/train --resume       # continue a killed run
     python scripts/train.py --framework jax --out-dir runs/jax  # the JAX/Haiku reference
     python scripts/train.py --pooling haiku --out-dir runs/haiku  # the take-home's code as it runs
@@ -26,6 +26,7 @@ from torch_impl.cli import (
 from torch_impl.data import DataError
 from torch_impl.jax_training import run_jax_training
 from torch_impl.model import DEFAULT_POOLING, POOLINGS
+from torch_impl.process import stop_on_signals
 from torch_impl.rundir import check_free_disk, own_out_dir
 from torch_impl.runtime import flush_denormals
 from torch_impl.training import PRECISIONS, PRESETS, config_from_preset, run_training
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="cpu: batch 128, 3500 steps; seed: batch 1000, 10001 steps (default: cpu)")
     p.add_argument("--steps", type=positive_int, help="optimizer steps (overrides the preset)")
-    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="training batch (overrides the preset)")
     p.add_argument("--seed", type=nonnegative_int, default=42, help="init and shuffling seed (default: 42)")
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
                    help="spatial: 2x2 pools over H and W, the network the take-home meant (default); haiku: "
@@ -64,11 +65,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the training step's forward and backward (Inductor needs a C++ compiler; "
                         "off by default: no faster than eager on the CPUs measured, see README)")
-    p.add_argument("--accelerator", default="auto", help="passed to lightning.Trainer (cpu, gpu, auto)")
-    p.add_argument("--devices", default="auto", help="passed to lightning.Trainer")
+    p.add_argument("--device", default="auto",
+                   help="auto (the GPU if any), cpu, cuda, or cuda:N (that GPU); Lightning's accelerator")
+    p.add_argument("--accelerator", dest="device", help=argparse.SUPPRESS)  # Lightning's name for --device
+    p.add_argument("--devices", default="auto", help="how many devices (passed to lightning.Trainer; with ddp)")
     p.add_argument("--strategy", default="auto", help="passed to lightning.Trainer (e.g. ddp)")
     add_progress_arg(p)
     return p.parse_args(argv)
+
+
+def lightning_device(device: str, devices: int | str) -> tuple[str, int | str | list[int]]:
+    """``--device`` as Lightning's (accelerator, devices): ``cuda:1`` is the GPU with index 1."""
+    if device in ("auto", "cpu", "gpu"):
+        return device, devices
+    if device == "cuda":
+        return "gpu", devices
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "gpu", [int(device[5:])]
+    raise ValueError(f"--device takes auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -76,12 +90,13 @@ def main(argv: list[str] | None = None) -> dict:
     flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     try:
+        accelerator, devices = lightning_device(args.device, devices)
         cfg = config_from_preset(
             args.preset, steps=args.steps, batch_size=args.batch_size, seed=args.seed, pooling=args.pooling,
             eval_every=args.eval_every, ckpt_every=args.ckpt_every, data_dir=args.data_dir,
             cache_dir=args.cache_dir, out_dir=args.out_dir, download=args.download,
             val_fraction=args.val_fraction, train_limit=args.train_limit, test_limit=args.test_limit,
-            accelerator=args.accelerator, devices=devices, strategy=args.strategy,
+            accelerator=accelerator, devices=devices, strategy=args.strategy,
             progress_bar=not args.no_progress_bar, precision=args.precision, compile=args.compile,
         )
         if args.framework == "jax" and args.resume:
@@ -92,8 +107,12 @@ def main(argv: list[str] | None = None) -> dict:
         fail(err)
     # A run's files: another run must not write beside them, nor resume from them unasked.
     markers = ("params.npz", "metrics.json") if args.framework == "jax" else ("model.pt", "metrics.json", "checkpoints")
+    resume = ("rerun with --resume to start again from the newest checkpoint in "
+              f"{Path(cfg.out_dir) / 'checkpoints'} (one every --ckpt-every steps)" if args.framework == "torch"
+              else "rerun with --overwrite: a jax_ref run restarts from the init")
     try:
-        with own_out_dir(cfg.out_dir, markers, resume=args.resume, overwrite=args.overwrite) as out:
+        with stop_on_signals(resume), own_out_dir(cfg.out_dir, markers, resume=args.resume,
+                                                   overwrite=args.overwrite) as out:
             check_free_disk(out, CHECKPOINT_ROOM, "two checkpoints (the last and the one replacing it) and model.pt")
             if args.framework == "jax":
                 metrics = run_jax_training(cfg)

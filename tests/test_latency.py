@@ -6,6 +6,8 @@ draws with a known ratio), so the tests check the protocol, not the machine.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -254,3 +256,60 @@ def test_a_reconstructed_layer_reads_a_dense_weight() -> None:
     dense_bytes = weight_bytes_read(net)
     assert weight_bytes_read(reconstructed) == dense_bytes
     assert weight_bytes_read(factorized) == dense_bytes - 3072 * 10 * 4 + 5 * (3072 + 10) * 4
+
+
+def test_racing_stops_timing_what_is_settled_and_keeps_lists_as_prefixes(monkeypatch) -> None:
+    """A quiet model reaches the target early and stops; a noisy one goes on alone; a model
+    slower than dense and less accurate on validation is retired as off the front; the control
+    (no accuracy given) retires only by its interval."""
+    rng = np.random.default_rng(0)
+    noise = {"dense": 0.01, "quiet": 0.01, "noisy": 0.12, "slow": 0.15, "copy": 0.01}
+
+    def fake(call, batch_size):
+        name = call.key[0]
+        return {"dense": 1.0, "quiet": 0.5, "noisy": 0.3, "slow": 1.5, "copy": 1.0}[name] * float(
+            np.exp(rng.normal(0, noise[name])))
+    monkeypatch.setattr(latency, "_time_one", fake)
+    accuracy = {"dense": 0.70, "quiet": 0.69, "noisy": 0.60, "slow": 0.50}
+    out = time_interleaved(calls_for(list(noise)), "dense", target=0.03, min_rounds=5, max_rounds=80,
+                           progress=False, race=True, accuracy=accuracy)
+    assert out.stopped_by == "target" and out.warning() is None
+    assert "within +-3%" in out.retired["quiet"] and "within +-3%" in out.retired["copy"]
+    assert out.retired["slow"].startswith("off the front") and "after 5 rounds" in out.retired["slow"]
+    assert "within +-3%" in out.retired["noisy"]
+    n = {k: len(out.times[k][100]) for k in ("quiet", "noisy", "slow", "copy")}
+    assert n["slow"] == n["quiet"] == n["copy"] == 5 < n["noisy"] == out.rounds
+    assert out.stats["quiet"][100].rounds == 5 and out.stats["noisy"][100].rounds == out.rounds
+    assert len(out.times["dense"][100]) == 4 * 5 + (out.rounds - 5)  # one reference call per timed model
+    half = out.ratio("noisy", "quiet", 100)  # over the 5 rounds both were timed in
+    assert half[1] <= 0.6 <= half[2]
+
+
+def test_without_racing_every_model_is_timed_every_round(monkeypatch) -> None:
+    synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "slow": 1.5}, noise=0.01)
+    out = time_interleaved(calls_for(["dense", "quiet", "slow"]), "dense", min_rounds=6, max_rounds=6,
+                           progress=False, accuracy={"dense": 0.7, "quiet": 0.7, "slow": 0.1})
+    assert out.retired == {} and all(len(out.times[k][100]) == 6 for k in ("quiet", "slow"))
+
+
+def test_a_resumed_race_keeps_the_retired_models_retired(monkeypatch, tmp_path) -> None:
+    synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.01)
+    journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "quiet", "noisy"], [100, 1])
+    first = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense", min_rounds=5, max_rounds=5,
+                             progress=False, journal=journal, race=True)
+    assert first.rounds == 5 and len(journal.read()) == 5
+    log = synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.01)
+    again = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense", min_rounds=5, max_rounds=9,
+                             progress=False, journal=journal, race=True)
+    assert again.rounds == 5 and again.stopped_by == "target" and set(again.retired) == {"quiet", "noisy"}
+    assert log == []  # no call timed: nothing was left to decide
+
+
+def test_rounds_of_another_protocol_are_never_merged(tmp_path) -> None:
+    journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "a"], [100])
+    journal.start([{"seconds": {"a": {100: 0.5}}, "paired": {"a": {100: 1.0}}, "reference": {100: [1.0]}}])
+    assert len(journal.read()) == 1
+    header, *rest = journal.path.read_text().splitlines()
+    old = json.loads(header) | {"protocol": "paired-with-reference"}  # an older version's tag
+    journal.path.write_text("\n".join([json.dumps(old), *rest]) + "\n")
+    assert journal.read() == []

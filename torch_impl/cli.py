@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from torch_impl.process import stop_on_signals
 from torch_impl.rundir import OutDirError, own_out_dir
 
 T = TypeVar("T")
@@ -30,9 +31,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written, and every option's default after its help (as
+    ``ArgumentDefaultsHelpFormatter`` does), unless the help already states it or there is
+    none to state (on/off switches, options whose absence means "not used")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is argparse.SUPPRESS or isinstance(default, bool) or "default" in text
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def make_parser(doc: str | None) -> Parser:
     """The parser every script starts from: its module docstring as the description."""
-    return Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return Parser(description=doc, formatter_class=HelpFormatter)
 
 
 def _whole_number_at_least(low: int) -> Callable[[str], int]:
@@ -104,15 +119,20 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto (the GPU if any), cpu, cuda, cuda:1")
 
 
-def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out-dir")
+def add_overwrite_arg(p: argparse.ArgumentParser, help: str = "replace the results already in --out-dir") -> None:
+    p.add_argument("--overwrite", action="store_true", help=help)
 
 
-def owning(out_dir: str | Path, markers: tuple[str, ...], overwrite: bool, body: Callable[[Path], T]) -> T:
+RERUN_TO_CONTINUE = "rerun the same command to continue: it keeps what this run finished"
+
+
+def owning(out_dir: str | Path, markers: tuple[str, ...], overwrite: bool, body: Callable[[Path], T],
+           how_to_continue: str = RERUN_TO_CONTINUE) -> T:
     """``body(out_dir)`` while holding ``out_dir`` (``rundir.own_out_dir``: one live run per
-    directory; earlier results, ``markers``, kept unless ``overwrite``); a refusal is one line."""
+    directory; earlier results, ``markers``, kept unless ``overwrite``); a refusal is one line.
+    A SIGTERM or SIGINT ends it with a non-zero status and ``how_to_continue`` (``process``)."""
     try:
-        with own_out_dir(out_dir, markers, overwrite=overwrite) as out:
+        with stop_on_signals(how_to_continue), own_out_dir(out_dir, markers, overwrite=overwrite) as out:
             return body(out)
     except OutDirError as err:
         fail(err)
@@ -136,8 +156,9 @@ def add_timing_args(p: argparse.ArgumentParser, time_cap_s: float) -> None:
     """The latency protocol's flags (``torch_impl.latency.time_interleaved``)."""
     p.add_argument("--target", type=positive_float, default=0.03,
                    help="stop timing when every ratio to dense has a 95%% interval within +-this share")
-    p.add_argument("--min-rounds", type=positive_int, default=5)
-    p.add_argument("--max-rounds", type=positive_int, default=60)
+    p.add_argument("--min-rounds", type=positive_int, default=5,
+                   help="rounds every model is timed in before any stops (an interval needs a few)")
+    p.add_argument("--max-rounds", type=positive_int, default=60, help="rounds at most")
     p.add_argument("--time-cap", type=positive_float, default=time_cap_s,
                    help=f"seconds of timing rounds at most (default {time_cap_s:g}); a warning says if it stopped them")
 

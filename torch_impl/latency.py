@@ -73,7 +73,8 @@ PROTOCOL = (f"interleaved rounds (before each round every model's tensors move t
             f"interleaved in slices of {SLICE_ROWS} images, the order drawn per slice, each model's time the sum "
             f"of its slices'; "
             f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
-            "per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
+            "with racing, a model stops being timed once its interval is within the target or it is clearly "
+            "off the front; per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
             "rounds' ratios of adjacent calls, 95% percentile-bootstrap interval over rounds")
 
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
@@ -207,6 +208,7 @@ class Rounds:
     paired: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     threads: int = field(default_factory=torch.get_num_threads)
     method: str = f"{PROTOCOL}; each call: {INFERENCE_METHOD}"
+    retired: dict[str, str] = field(default_factory=dict)  # name -> why racing stopped timing it
 
     def relative(self, name: str, batch_size: int) -> np.ndarray:
         """Per round, ``name``'s time over the reference's call beside it (the reference: ones)."""
@@ -216,14 +218,17 @@ class Rounds:
 
     def ratio(self, name: str, other: str, batch_size: int) -> tuple[float, float, float]:
         """``name``'s time over ``other``'s (estimate, 95% interval), through each round's ratios
-        of both to the reference."""
-        return ratio_interval(self.relative(name, batch_size), self.relative(other, batch_size))
+        of both to the reference, over the rounds both were timed in (each list is a prefix)."""
+        a, b = self.relative(name, batch_size), self.relative(other, batch_size)
+        n = min(len(a), len(b))
+        return ratio_interval(a[:n], b[:n])
 
     def warning(self) -> str | None:
         if self.stopped_by == "target":
             return None
         return (f"WARNING: latency stopped by the {self.stopped_by} after {self.rounds} rounds "
-                f"({self.elapsed_s:.0f} s) with the widest ratio interval at +-{100 * self.worst_halfwidth:.1f}%, "
+                f"({self.elapsed_s:.0f} s) with the widest interval still timed at "
+                f"+-{100 * self.worst_halfwidth:.1f}%, "
                 f"not the +-{100 * self.target_halfwidth:.0f}% asked for; raise --time-cap or --max-rounds")
 
     def summary(self) -> dict:
@@ -231,34 +236,80 @@ class Rounds:
         return {**out, "warning": self.warning()}
 
 
+def _retirement(name: str, intervals: dict[str, tuple[float, float, float]], accuracy: dict[str, float],
+                target: float) -> str | None:
+    """Why ``name`` needs no more rounds, or None: its interval is within +-``target``, or it is
+    clearly off the front, i.e. some model at least as accurate on validation is faster by more
+    than the target even at the ends of both intervals (``name``'s low end above the other's high
+    end times 1 + ``target``). Models without an accuracy (controls) retire by their interval only."""
+    est, lo, hi = intervals[name]
+    if relative_halfwidth(est, lo, hi) <= target:
+        return f"interval within +-{100 * target:g}%"
+    if name not in accuracy or np.isnan(lo):
+        return None
+    for other, (_, o_lo, o_hi) in intervals.items():
+        if other != name and accuracy.get(other, -1.0) >= accuracy[name] and lo > o_hi * (1 + target):
+            return (f"off the front: {other} is at least as accurate on validation and faster "
+                    f"([{lo:.3f}, {hi:.3f}] against [{o_lo:.3f}, {o_hi:.3f}])")
+    return None
+
+
 def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: float = TARGET_HALFWIDTH,
                      min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, time_cap_s: float = 1800.0,
-                     seed: int = 0, progress: bool = True, journal: RoundJournal | None = None) -> Rounds:
+                     seed: int = 0, progress: bool = True, journal: RoundJournal | None = None,
+                     race: bool = False, accuracy: dict[str, float] | None = None) -> Rounds:
     """Time every model's calls in shuffled rounds, each beside a call of ``reference``, until
     each ratio to it at the first batch size is known to +-``target`` (95%), or the cap.
     ``calls``: name -> batch size -> call (``torch_calls``, or any framework's synchronized
     call). With ``journal``, each finished round is kept there, and an interrupted run's rounds
-    found there are continued (``max_rounds`` counts them; ``time_cap_s`` is this run's)."""
+    found there are continued (``max_rounds`` counts them; ``time_cap_s`` is this run's).
+
+    With ``race``, rounds are spent where they still decide something (as F-race does): after
+    ``min_rounds``, a model stops being timed once its interval is within the target, or once it
+    is clearly off the front by ``accuracy`` (name -> validation accuracy; see ``_retirement``).
+    A retired model's per-round lists then stop growing: every list is a prefix of the rounds,
+    so two models still compare over the rounds both were timed in (``Rounds.ratio``)."""
     if reference not in calls:
         raise ValueError(f"the reference {reference!r} is not among the timed models {list(calls)}")
     if not 1 <= min_rounds <= max_rounds:
         raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {min_rounds} and {max_rounds}")
+    accuracy = dict(accuracy or {})
     batch_sizes = list(calls[reference])
+    big = batch_sizes[0]
     others = [n for n in calls if n != reference]
     for name in calls:  # warm-up: one untimed call each (compiles, fills caches, allocates)
         for b in batch_sizes:
             calls[name][b]()
-    # Shapes: per (model, batch size) one entry per round; the reference's own list grows by
-    # one per other model per round (alone, by one per round).
+    # Shapes: per (model, batch size) one entry per round the model was timed in (a prefix of
+    # the rounds); the reference's own list grows by one per timed model per round.
     times: dict[tuple[str, int], list[float]] = {(n, b): [] for n in calls for b in batch_sizes}
     paired: dict[tuple[str, int], list[float]] = {(n, b): [] for n in others for b in batch_sizes}
+    retired: dict[str, str] = {}
 
     def keep(record: dict) -> None:
         for b in batch_sizes:
             times[reference, b].extend(record["reference"][b])
-            for n in others:
+            for n in record["seconds"]:
                 times[n, b].append(record["seconds"][n][b])
                 paired[n, b].append(record["paired"][n][b])
+
+    def intervals() -> dict[str, tuple[float, float, float]]:
+        out = {reference: (1.0, 1.0, 1.0)}
+        for n in others:
+            out[n] = (ratio_interval(times[n, big], paired[n, big], seed=seed) if times[n, big]
+                      else (float("nan"),) * 3)
+        return out
+
+    def retire(rounds_done: int) -> float:
+        """Retire what is settled (racing); the widest interval among the models still timed."""
+        found = intervals()
+        if race and rounds_done >= min_rounds:
+            for n in others:
+                if n not in retired and (why := _retirement(n, found, accuracy, target)):
+                    retired[n] = f"{why}, after {len(times[n, big])} rounds"
+        active = [n for n in others if n not in retired]
+        return max((relative_halfwidth(*found[n]) for n in active), default=0.0)
+
     earlier = journal.read()[:max_rounds - 1] if journal is not None else []
     for r in earlier:
         keep(r)
@@ -267,17 +318,22 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
         if earlier:
             print(f"continuing from {len(earlier)} timing round(s) an interrupted run kept in {journal.path}")
     rng = np.random.default_rng([seed, len(earlier)])  # a rerun does not repeat the first run's orders
-    start, rounds, worst, stopped_by = time.perf_counter(), len(earlier), float("inf"), "max rounds"
+    start, rounds, stopped_by = time.perf_counter(), len(earlier), "max rounds"
+    worst = retire(rounds) if earlier else float("inf")
     bar = tqdm(total=max_rounds, initial=rounds, desc="latency rounds", unit="round", disable=not progress)
-    pairs = [(n, b) for n in others for b in batch_sizes]
     while rounds < max_rounds:
+        if rounds >= min_rounds and worst <= target:
+            stopped_by = "target"
+            break
         round_start = time.perf_counter()
         _relayout_all(calls)
-        record: dict = {"seconds": {n: {} for n in others}, "paired": {n: {} for n in others},
+        active = [n for n in others if n not in retired]
+        record: dict = {"seconds": {n: {} for n in active}, "paired": {n: {} for n in active},
                         "reference": {b: [] for b in batch_sizes}}
         if not others:
             for b in batch_sizes:
                 record["reference"][b].append(_time_one(calls[reference][b], b))
+        pairs = [(n, b) for n in active for b in batch_sizes]
         for i in rng.permutation(len(pairs)):
             name, b = pairs[i]
             t_ref, t_model = _time_pair(calls[reference][b], calls[name][b], b, rng)
@@ -288,10 +344,8 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
         if journal is not None:
             journal.append(record)
         bar.update()
-        big = batch_sizes[0]
-        worst = max((relative_halfwidth(*ratio_interval(times[n, big], paired[n, big], seed=seed)) for n in others),
-                    default=0.0)
-        bar.set_postfix_str(f"widest interval +-{100 * worst:.1f}%")
+        worst = retire(rounds)
+        bar.set_postfix_str(f"widest interval +-{100 * worst:.1f}%, {len(others) - len(retired)} timed")
         elapsed, last = time.perf_counter() - start, time.perf_counter() - round_start
         if rounds >= min_rounds and worst <= target:
             stopped_by = "target"
@@ -308,10 +362,12 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
             q = statistics.quantiles(per_ex, n=4) if len(per_ex) >= 2 else [per_ex[0]] * 3
             r = ((1.0, 1.0, 1.0) if name == reference
                  else ratio_interval(times[name, b], paired[name, b], seed=seed))
-            stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, rounds)
+            n_rounds = rounds if name == reference else len(times[name, b])
+            stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, n_rounds)
     raw = {name: {b: times[name, b] for b in batch_sizes} for name in calls}
     raw_paired = {name: {b: paired[name, b] for b in batch_sizes} for name in others}
-    return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw, raw_paired)
+    return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw, raw_paired,
+                  retired=retired)
 
 
 def aa_check(stats: dict[int, LatencyStats]) -> str | None:

@@ -22,7 +22,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-PROTOCOL = "paired-with-reference"  # rounds of another layout (an older version's) are not read
+# Rounds timed another way (an older version's layout or protocol) are never merged: bump this
+# whenever what one round measures changes.
+PROTOCOL = "paired-with-reference; sliced pairs; relayout; racing"
 
 Round = dict[str, Any]  # one round's record, batch sizes as ints (see the module's doc)
 

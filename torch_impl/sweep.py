@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,19 +60,28 @@ def evaluate_into(result: Result, model: nn.Module, images: torch.Tensor, labels
 
 def time_into(entries: list[tuple[Result, nn.Module]], images: torch.Tensor, batch_sizes: list[int],
               roof: Roofline | None = None, chunks: dict[int, int | None | str] | None = None,
-              progress: bool = True, journal: str | Path | None = None, **protocol: Any) -> Rounds:
+              progress: bool = True, journal: str | Path | None = None, race: bool = True,
+              **protocol: Any) -> Rounds:
     """Time every model in interleaved rounds against the first (the dense model) and fill each
     result's latencies, ratios with intervals and, with ``roof``, roofline fractions.
     ``chunks``: ``predict``'s chunk per entry index (default "auto"); ``journal``: a file that
     keeps finished rounds for a rerun of the same models (``round_journal``); ``protocol``:
-    passed to ``latency.time_interleaved`` (target, time cap, rounds)."""
+    passed to ``latency.time_interleaved`` (target, time cap, rounds). With ``race``, a model
+    stops being timed once its interval is within the target, or once a model at least as
+    accurate on validation (rows that have ``val_acc``) is clearly faster; each row records why
+    (``timing_stopped``)."""
     chunks = chunks or {}
     calls = {str(i): torch_calls(m, images, batch_sizes, chunks.get(i, "auto")) for i, (_, m) in enumerate(entries)}
     kept = None
     if journal is not None:  # models named by their rows, so another set of rows starts the file anew
         kept = RoundJournal(journal, [f"{i}: {r.method}" for i, (r, _) in enumerate(entries)], batch_sizes)
-    rounds = time_interleaved(calls, reference="0", progress=progress, journal=kept, **protocol)
+    accuracy = {str(i): r.val_acc for i, (r, _) in enumerate(entries)
+                if r.family != CONTROL_FAMILY and r.val_acc is not None and not math.isnan(r.val_acc)}
+    rounds = time_interleaved(calls, reference="0", progress=progress, journal=kept, race=race, accuracy=accuracy,
+                              **protocol)
     for i, (result, _) in enumerate(entries):
+        if str(i) in rounds.retired:
+            result.measured["timing_stopped"] = rounds.retired[str(i)]
         for b, st in rounds.stats[str(i)].items():
             result.latency_us[b], result.latency_iqr_us[b] = st.per_example_us, st.iqr_us
             result.latency_ratio[b], result.latency_ratio_lo[b], result.latency_ratio_hi[b] = (

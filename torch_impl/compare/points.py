@@ -52,8 +52,9 @@ class Points:
         if saved.is_file() and not force:
             old = json.loads(saved.read_text())
             if diff := sorted(k for k in {**old, **config} if old.get(k) != config.get(k)):
-                raise ValueError(f"{self.root} holds points made with other settings ({', '.join(diff)}); rerun with "
-                                 "the same settings to resume, --force to rebuild every point, or another --out-dir")
+                raise ValueError(f"{self.root} holds points made with other settings ({', '.join(diff)}); "
+                                 "rerun with the same settings to resume, --overwrite to rebuild every point, "
+                                 "or another --out-dir")
         if force and self.root.exists():
             shutil.rmtree(self.root)
         write_json(saved, config)

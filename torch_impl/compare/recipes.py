@@ -71,6 +71,7 @@ class Recipe:
     int8: bool = False
     notes: str = ""
     lr_schedule: str = "constant"  # of the fine-tune (torch_impl.lit_module.LR_SCHEDULES)
+    core: bool = False  # in the default set (``--recipes default``): the take-home's points, the front, controls
 
 
 def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], float] | None = None
@@ -220,6 +221,7 @@ def _dense() -> tuple[Builder, dict[str, Any]]:
 SPATIAL_ONLY = ("pool_fold", "channels")
 FOLDED_CONV_LAYERS = ("features.0", "features.2")  # the convolutions of fold_pools' trunk
 NESTED_FRACTIONS = (1.0, 0.5, 0.25)  # truncations of the one nested-rank model compared
+NESTED_CORE_FRACTION = 0.5  # the default set keeps the truncations that were on the front: x1 and x0.5
 FOLDED_CONV_RANKS = ((8, 16), (12, 24))  # below the folded convs' break-even ranks, 15.4 and 44.7
 
 
@@ -239,19 +241,21 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
     For the "haiku" network, the recipes that need spatial pools (``SPATIAL_ONLY``) are left out."""
     conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
     recipes = [
-        Recipe("SVD f=0.2 reconstructed", "plain SVD", *_uniform(0.2, "reconstructed")),
-        Recipe("SVD f=0.5", "plain SVD", *_uniform(0.5)),
-        Recipe("SVD f=0.2", "plain SVD", *_uniform(0.2)),
-        Recipe("SVD f=0.1", "plain SVD", *_uniform(0.1)),
-        Recipe("energy tau=0.9", "per-layer ranks", *_per_layer("energy", 0.9, False)),
+        Recipe("SVD f=0.2 reconstructed", "plain SVD", *_uniform(0.2, "reconstructed"), core=True),
+        Recipe("SVD f=0.5", "plain SVD", *_uniform(0.5), core=True),
+        Recipe("SVD f=0.2", "plain SVD", *_uniform(0.2), core=True),
+        Recipe("SVD f=0.1", "plain SVD", *_uniform(0.1), core=True),
+        Recipe("energy tau=0.9", "per-layer ranks", *_per_layer("energy", 0.9, False), core=True),
         Recipe("energy tau=0.7", "per-layer ranks", *_per_layer("energy", 0.7, False)),
-        Recipe(f"budget {mlp_budget / 1e6:g}M MACs", "per-layer ranks", *_per_layer("budget", mlp_budget, False)),
-        Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware", "data-aware", *_per_layer("budget", mlp_budget, True)),
+        Recipe(f"budget {mlp_budget / 1e6:g}M MACs", "per-layer ranks", *_per_layer("budget", mlp_budget, False),
+               core=True),
+        Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware", "data-aware", *_per_layer("budget", mlp_budget, True),
+               core=True),
         Recipe(f"budget {tight_budget / 1e6:g}M MACs", "per-layer ranks", *_per_layer("budget", tight_budget, False)),
         Recipe(f"budget {tight_budget / 1e6:g}M, data-aware", "data-aware",
                *_per_layer("budget", tight_budget, True)),
         Recipe(f"budget {tight_budget / 1e6:g}M, data-aware + FT", "fine-tuned",
-               *_per_layer("budget", tight_budget, True), finetune_steps=ft_steps),
+               *_per_layer("budget", tight_budget, True), finetune_steps=ft_steps, core=True),
         Recipe(f"convs {conv_ranks[CONV_LAYERS[0]]}/{conv_ranks[CONV_LAYERS[1]]} + budget "
                f"{tight_budget / 1e6:g}M, data-aware + FT", "conv + MLP low-rank",
                *_per_layer("budget", tight_budget, True, conv_ranks), finetune_steps=ft_steps),
@@ -264,9 +268,9 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                *_channels(8, 24, tight_budget), finetune_steps=ft_steps, int8=True),
         Recipe("folded pools + KD", "pool folding", *_folded(None), finetune_steps=kd_steps, distill=True),
         Recipe(f"folded pools + budget {mlp_budget / 1e6:g}M, data-aware + KD", "pool folding",
-               *_folded(mlp_budget), finetune_steps=kd_steps, distill=True),
+               *_folded(mlp_budget), finetune_steps=kd_steps, distill=True, core=True),
         Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, data-aware + KD", "pool folding",
-               *_folded(fold_budget), finetune_steps=kd_steps, distill=True),
+               *_folded(fold_budget), finetune_steps=kd_steps, distill=True, core=True),
         Recipe(f"folded pools + budget {fold_budget / 1e6:g}M, weight-spectrum ranks, data-aware + KD",
                "pool folding", *_folded(fold_budget, "weights"), finetune_steps=kd_steps, distill=True,
                notes="ablation: the same budget spent by the weights' spectra"),
@@ -281,7 +285,7 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                distill=True, lr_schedule="cosine"),
         *(Recipe(f"folded pools + nested-rank KD {long_kd_steps} ({nested_budget / 1e6:g}M), ranks x{q:g}",
                  "nested ranks", *_nested(nested_budget, q, long_kd_steps),
-                 notes="one fine-tune for every fraction, truncated after it")
+                 notes="one fine-tune for every fraction, truncated after it", core=q >= NESTED_CORE_FRACTION)
           for q in nested_fractions),
         Recipe(f"budget {tight_budget / 1e6:g}M ranks, from a random init ({scratch_steps} steps)",
                "low-rank from the start", *_scratch(tight_budget, False, False, scratch_steps),
@@ -291,7 +295,7 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
                notes="the shapes of the truncated model, trained with the recipe instead"),
         Recipe("no hidden MLP + FT", "non-SVD", *_drop_hidden(), finetune_steps=ft_steps),
         Recipe("prune 90% + FT", "non-SVD", *_prune(0.9), finetune_steps=ft_steps),
-        Recipe("dense int8", "non-SVD", *_dense(), int8=True),
+        Recipe("dense int8", "non-SVD", *_dense(), int8=True, core=True),
         Recipe(f"budget {mlp_budget / 1e6:g}M, data-aware + int8", "combination",
                *_per_layer("budget", mlp_budget, True), int8=True),
     ]

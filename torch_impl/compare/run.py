@@ -24,6 +24,7 @@ from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.points import ROUNDS_FILE, Points, point_name
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
+from torch_impl.compare.recommend import choose, recommendation, recommendation_table
 from torch_impl.compare.report import pareto_plot, targets, write_report
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
@@ -40,14 +41,22 @@ def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:
                          f"builds ({low:,} MACs per example, {DEFAULT_MULTIPLE} ranks per layer); raise it")
 
 
-def select_recipes(recipes: list[Recipe], only: str | None) -> list[Recipe]:
-    """The recipes named in ``only`` (semicolon-separated), or all; unknown names are an error."""
-    if not only:
+RECIPE_SETS = ("default", "all")
+
+
+def select_recipes(recipes: list[Recipe], wanted: str | None) -> list[Recipe]:
+    """``default`` (or None): the set that decides (``Recipe.core``: the take-home's SVD points,
+    the recipes on the front, the controls); ``all``: every recipe; else the recipes named,
+    semicolon-separated (``compare_methods.py --list`` prints them). Unknown names are an error."""
+    if wanted is None or wanted.strip() == "default":
+        return [r for r in recipes if r.core]
+    if wanted.strip() == "all":
         return recipes
-    wanted = [w.strip() for w in only.split(";") if w.strip()]
-    if unknown := [w for w in wanted if w not in {r.name for r in recipes}]:
-        raise ValueError(f"--only names unknown methods {unknown}; known: {[r.name for r in recipes]}")
-    return [r for r in recipes if r.name in wanted]
+    names = [w.strip() for w in wanted.split(";") if w.strip()]
+    if unknown := [w for w in names if w not in {r.name for r in recipes}]:
+        raise ValueError(f"--recipes names unknown methods {unknown}; `compare_methods.py --list` prints the names, "
+                         "or pass default or all")
+    return [r for r in recipes if r.name in names]
 
 
 def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, accelerator: str = "cpu",
@@ -74,14 +83,16 @@ def _slug(i: int, method: str) -> str:
 def save_models(entries: list[tuple[Result, nn.Module]], models_dir: Path, which: str = "front",
                 test_images: torch.Tensor | None = None) -> list[Path]:
     """Each model of ``which`` rows (``front``: the Pareto front on validation accuracy and
-    latency; ``all``; ``none``) saved with ``torch_impl.artifact`` under ``models_dir``; each
-    saved row records its directory as ``model_dir`` (relative to ``models_dir``'s parent).
+    latency, and the recommended models (``recommend.choose``); ``all``; ``none``) saved with
+    ``torch_impl.artifact`` under ``models_dir``; each saved row records its directory as
+    ``model_dir`` (relative to ``models_dir``'s parent).
     With ``test_images``, each manifest also holds the fingerprint of the model's logits on
     them (``artifact.logits_fingerprint``), which ``scripts/verify_models.py`` checks."""
     if which not in SAVE_CHOICES:
         raise ValueError(f"--save-models must be one of {SAVE_CHOICES}, got {which!r}")
     results = [r for r, _ in entries]
-    keep = {id(r) for r in pareto_front(results)} if which == "front" else (
+    front = [*pareto_front(results), *(r for _, r in choose(results) if r is not None)]
+    keep = {id(r) for r in front} if which == "front" else (
         {id(r) for r in results if r.family != CONTROL_FAMILY} if which == "all" else set())
     paths = []
     for i, (result, model) in enumerate(entries, 1):
@@ -165,17 +176,25 @@ def _built(recipe: Recipe, ctx: Context, val: tuple[torch.Tensor, torch.Tensor],
 
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
-    """``compare.csv/json``, ``pareto.png``, ``targets.json`` and ``REPORT.md`` in ``out_dir``."""
+    """``compare.csv/json``, ``pareto.png``, ``targets.json``, ``recommended.json`` and
+    ``REPORT.md`` in ``out_dir``."""
     csv_path, json_path = write_results(rows, out_dir, meta, stem="compare")
     batch_sizes = tuple(meta["batch_sizes"])
     results = [Result.from_row(r) for r in rows]
     plot = pareto_plot(results, out_dir, batch_sizes)
     verdicts = targets(results)
     write_json(out_dir / "targets.json", verdicts)
+    recommended = recommendation(results, out_dir)
+    write_json(out_dir / "recommended.json", {
+        "rows": recommended, "chosen_on": "validation accuracy; time within the budget at the upper end of its 95% "
+                                         "interval (batch 10,000); test accuracy only reported",
+        "checkpoint": meta["checkpoint"], "provenance": meta["provenance"]})
     report = write_report(out_dir / "REPORT.md", results, batch_sizes, plot, verdicts, answers(results),
                           {**meta["provenance"], "checkpoint": meta["checkpoint"], "timing": meta.get("timing"),
-                           "threads": meta["provenance"].get("torch_threads")})
-    return {"table": csv_path, "json": json_path, "plot": plot, "report": report}
+                           "threads": meta["provenance"].get("torch_threads")},
+                          recommendation_table(recommended))
+    return {"table": csv_path, "json": json_path, "plot": plot, "report": report,
+            "recommended": out_dir / "recommended.json"}
 
 
 def rewrite_outputs(out_dir: Path) -> dict[str, Path]:
