@@ -1,16 +1,27 @@
 # Two commands do everything on a fresh machine (README.md):
-#   make run    install, train (CPU preset), sweep ranks, compare with the JAX reference,
-#               compare compression methods (REPORT.md)
-#   make test   install, lint (ruff), run every unit and parity test
-#   make test-fast   the same without the tests marked slow (for development)
+#   make run        install, train (CPU preset), sweep ranks, compare the deciding set of compression
+#                   methods; ends with the recommendation (runs/compare/REPORT.md, recommended.json)
+#   make test       install, lint (ruff), run every unit and parity test
+# More:
+#   make run-all    make run, then the torch-vs-JAX parity report, every recipe, and the runtime matrix
+#   make test-fast  the tests not marked slow (for development)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CIFAR10_DIR ?= $(abspath ../shared/cifar10)
 OUT ?= runs
 TRAIN_ARGS ?=
+# CIFAR-10: $CIFAR10_DIR if set; else ../shared/cifar10 where this project's machines keep a copy;
+# else nothing, and the scripts use ./data/cifar10, downloading it there with torchvision.
+SHARED_CIFAR10 := $(abspath ../shared/cifar10)
+ifeq ($(origin CIFAR10_DIR),undefined)
+ifneq ($(wildcard $(SHARED_CIFAR10)/train),)
+CIFAR10_DIR := $(SHARED_CIFAR10)
+endif
+endif
+ifdef CIFAR10_DIR
 export CIFAR10_DIR
+endif
 
-.PHONY: install run test test-fast lint clean
+.PHONY: install run run-all test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,9 +33,14 @@ install: $(VENV)/.installed
 
 # Each step's result file is a make target: a rerun after a kill skips the finished steps;
 # training resumes from its checkpoints, the comparison from its finished points (points/).
-# A step whose input changed is redone: --overwrite, since make has decided its old results are stale.
-run: install $(OUT)/compare/runtimes/runtimes.json
-	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/parity/ (parity.csv, plots), $(OUT)/compare/REPORT.md, models/ and runtimes/RUNTIMES.md"
+# A step whose input changed is redone with --overwrite, since make has decided its old results
+# are stale; the comparison keeps its points unless they were built from an older model.pt.
+run: install $(OUT)/sweep/sweep.json $(OUT)/compare/compare.json
+	@echo "results: $(OUT)/train/metrics.json, $(OUT)/sweep/ (sweep.csv, plots), $(OUT)/compare/REPORT.md, models/"
+	@echo
+	@awk '/^## Recommendation/{on=1} /^## How this was measured/{on=0} on' $(OUT)/compare/REPORT.md
+
+run-all: run $(OUT)/parity/parity.json $(OUT)/compare_all/compare.json $(OUT)/compare_all/runtimes/runtimes.json
 
 $(OUT)/train/model.pt: | install
 	$(PY) scripts/train.py --out-dir $(OUT)/train $$(test -d $(OUT)/train/checkpoints && echo --resume) $(TRAIN_ARGS)
@@ -32,14 +48,21 @@ $(OUT)/train/model.pt: | install
 $(OUT)/sweep/sweep.json: $(OUT)/train/model.pt
 	$(PY) scripts/sweep_ranks.py --checkpoint $< --out-dir $(OUT)/sweep --overwrite
 
-$(OUT)/parity/parity.json: $(OUT)/train/model.pt $(OUT)/sweep/sweep.json
+stale_points = $$(test -f $(1)/points/config.json && test $(2) -nt $(1)/points/config.json && echo --overwrite)
+
+$(OUT)/compare/compare.json: $(OUT)/train/model.pt
+	$(PY) scripts/compare_methods.py --checkpoint $< --out-dir $(OUT)/compare \
+		$(call stale_points,$(OUT)/compare,$<)
+
+$(OUT)/parity/parity.json: $(OUT)/train/model.pt
 	$(PY) scripts/parity_report.py --checkpoint $< --out-dir $(OUT)/parity --overwrite
 
-$(OUT)/compare/compare.json: $(OUT)/train/model.pt $(OUT)/parity/parity.json
-	$(PY) scripts/compare_methods.py --checkpoint $< --out-dir $(OUT)/compare
+$(OUT)/compare_all/compare.json: $(OUT)/train/model.pt
+	$(PY) scripts/compare_methods.py --checkpoint $< --out-dir $(OUT)/compare_all --recipes all \
+		$(call stale_points,$(OUT)/compare_all,$<)
 
-$(OUT)/compare/runtimes/runtimes.json: $(OUT)/compare/compare.json
-	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare --overwrite
+$(OUT)/compare_all/runtimes/runtimes.json: $(OUT)/compare_all/compare.json
+	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare_all --overwrite
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -32,7 +32,7 @@ KILL_WAIT_S = 240  # the first point appears within seconds; this only bounds a 
 def compare(root: Path, ckpt: Path, out: Path) -> list[str]:
     return [sys.executable, str(ROOT / "scripts" / "compare_methods.py"), "--checkpoint", str(ckpt),
             "--out-dir", str(out), "--data-dir", str(root), "--cache-dir", str(root.parent / "cache"),
-            "--only", RECIPES, "--finetune-steps", "3", "--calib-images", "16", "--min-rounds", "1",
+            "--recipes", RECIPES, "--finetune-steps", "3", "--calib-images", "16", "--min-rounds", "1",
             "--max-rounds", "1", "--save-models", "none", "--no-progress-bar"]
 
 

@@ -4,6 +4,7 @@ test, all are timed together with the A/A control, and choices see validation nu
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from tests.conftest import write_image_folder
 from torch_impl.artifact import load_compressed, logits_fingerprint
 from torch_impl.compare import run as compare_run
 from torch_impl.compare.recipes import default_recipes
+from torch_impl.compare.recommend import recommendation_table
 from torch_impl.compare.run import make_context, run_comparison, select_recipes, write_outputs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
@@ -59,6 +61,9 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
     paths = write_outputs(rows, tmp_path / "out", meta)
     report = paths["report"].read_text()
     assert "A/A control" in report and "chosen on validation" in report and "McNemar" in report
+    recommended = json.loads(paths["recommended"].read_text())["rows"]
+    assert report.splitlines()[2] == "## Recommendation (`recommended.json`)"  # the answer comes first
+    assert recommendation_table(recommended) in report and len(recommended) == 3
     assert np.isfinite(paths["plot"].stat().st_size)
     for r in [results[0], *results[2:]]:  # every model saved, linked from the report, reloaded as it predicted
         assert f"]({r.get('model_dir')})" in report
@@ -73,3 +78,24 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
     dirs = [str(tmp_path / "out" / r.get("model_dir")) for r in [results[0], *results[2:]]]
     checked = verify.main([*dirs, "--data-dir", str(root), "--cache-dir", str(tmp_path / "cache")])
     assert [c["identical"] for c in checked] == [True] * len(dirs)
+
+
+def test_recipe_sets_default_all_and_names() -> None:
+    recipes = default_recipes()
+    core = select_recipes(recipes, "default")
+    assert core == select_recipes(recipes, None) and 0 < len(core) < len(recipes)
+    names = {r.name for r in core}
+    assert {"SVD f=0.5", "SVD f=0.2", "SVD f=0.1", "SVD f=0.2 reconstructed", "dense int8"} <= names
+    assert select_recipes(recipes, "all") == recipes
+    assert [r.name for r in select_recipes(recipes, "SVD f=0.1; dense int8")] == ["SVD f=0.1", "dense int8"]
+    with pytest.raises(ValueError, match=r"unknown methods \['SVD f=0.3'\]; `compare_methods.py --list`"):
+        select_recipes(recipes, "SVD f=0.3")
+
+
+def test_list_prints_every_recipe_and_marks_the_default_set(capsys) -> None:
+    spec = importlib.util.spec_from_file_location("compare_methods", ROOT / "scripts" / "compare_methods.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--list"]) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(default_recipes()) and "* SVD f=0.2" in lines and "  prune 90% + FT" in lines

@@ -137,8 +137,8 @@ def detect_layout(root: Path, download: bool = False) -> str:
     if (root / "cifar-10-batches-py").is_dir() or download:
         return "torchvision"
     if not root.exists():
-        raise DataError(f"data directory {root} does not exist; pass --data-dir (or {DATA_ENV}) "
-                        "pointing at CIFAR-10, or add --download to fetch it there")
+        raise DataError(f"data directory {root} does not exist; point --data-dir or {DATA_ENV} at a copy of "
+                        f"CIFAR-10 ({LAYOUTS}), or set neither to download it into ./{DEFAULT_DATA_DIR}")
     raise DataError(
         f"{root} holds no CIFAR-10: expected train/<class>/*.jpg and test/<class>/*.jpg, "
         "or torchvision's cifar-10-batches-py/ (add --download to fetch it)"

@@ -1,0 +1,41 @@
+"""Helpers several test files share: the scripts as modules, and their argparse parsers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.stem for p in (ROOT / "scripts").glob("*.py"))
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` imported as a module (its ``main`` not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Built(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def script_parser(name: str) -> argparse.ArgumentParser:
+    """The parser ``scripts/<name>.py``'s ``parse_args`` builds, caught before it parses."""
+    module = load_script(name)
+    real = argparse.ArgumentParser.parse_args
+
+    def catch(self, *args, **kwargs):
+        raise _Built(self)
+    argparse.ArgumentParser.parse_args = catch
+    try:
+        module.parse_args([])
+    except _Built as built:
+        return built.parser
+    finally:
+        argparse.ArgumentParser.parse_args = real
+    raise AssertionError(f"scripts/{name}.py's parse_args built no parser")
