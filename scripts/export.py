@@ -1,6 +1,6 @@
 """Export a dense or compressed model to ONNX or torch.export, then check the file on real test images.
 
-    python scripts/export.py runs/compare/models/07-budget-2m-data-aware-ft --format onnx
+    python scripts/export.py runs/compare/models/<NN-name> --format onnx   # a model recommended.json names
     python scripts/export.py runs/train/model.pt --format torch-export --test-limit 2000
 
 MODEL is a model directory saved by scripts/compare_methods.py (safetensors + manifest.json),

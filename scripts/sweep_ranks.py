@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the two latency batch sizes: large, then small (default 10000,1)")
     add_data_args(p)
     p.add_argument("--out-dir", help="default: runs/sweep (torch) or runs/sweep_jax")
+    p.add_argument("--yardstick", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CPU, also time the dense model run the plain way (NCHW, one call), which puts latencies "
+                        "from different days on one scale")
     add_overwrite_arg(p)
     add_device_arg(p)
     add_timing_args(p, time_cap_s=1200)
@@ -116,8 +119,9 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     if args.framework == "torch":
         # yardstick: how fast is the machine today, by inference.PlainEager's time over the harness's
         rows, timing = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
-                                 batch_sizes, progress=progress, yardstick=device.type == "cpu", device=device,
-                                 journal=out_dir / ROUNDS_FILE, **protocol)  # a killed run's rounds are kept
+                                 batch_sizes, progress=progress, yardstick=args.yardstick and device.type == "cpu",
+                                 device=device, journal=out_dir / ROUNDS_FILE,  # a killed run's rounds are kept
+                                 **protocol)
         method = timing["rounds"]["method"]
     else:
         import jax

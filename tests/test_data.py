@@ -114,7 +114,7 @@ def test_the_default_location_is_read_when_it_holds_a_copy(image_tree: Path, tmp
 
 
 def test_missing_directory(tmp_path: Path, cache_dir: Path) -> None:
-    with pytest.raises(DataError, match=r"nowhere does not exist.*--download"):
+    with pytest.raises(DataError, match=r"nowhere does not exist; point --data-dir or CIFAR10_DIR at a copy"):
         load_cifar10(tmp_path / "nowhere", cache_dir)
 
 

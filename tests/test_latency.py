@@ -272,8 +272,10 @@ def test_racing_stops_timing_what_is_settled_and_keeps_lists_as_prefixes(monkeyp
     monkeypatch.setattr(latency, "_time_one", fake)
     accuracy = {"dense": 0.70, "quiet": 0.69, "noisy": 0.60, "slow": 0.50}
     out = time_interleaved(calls_for(list(noise)), "dense", target=0.03, min_rounds=5, max_rounds=80,
-                           progress=False, race=True, accuracy=accuracy)
+                           progress=False, race=True, accuracy=accuracy, labels={"dense": "the dense model"})
     assert out.stopped_by == "target" and out.warning() is None
+    assert 0 < out.worst_halfwidth <= 0.03  # over the models timed to the target, not the ones left
+    assert "the dense model is at least as accurate" in out.retired["slow"]
     assert "within +-3%" in out.retired["quiet"] and "within +-3%" in out.retired["copy"]
     assert out.retired["slow"].startswith("off the front") and "after 5 rounds" in out.retired["slow"]
     assert "within +-3%" in out.retired["noisy"]

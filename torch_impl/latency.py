@@ -237,7 +237,7 @@ class Rounds:
 
 
 def _retirement(name: str, intervals: dict[str, tuple[float, float, float]], accuracy: dict[str, float],
-                target: float) -> str | None:
+                target: float, labels: dict[str, str]) -> str | None:
     """Why ``name`` needs no more rounds, or None: its interval is within +-``target``, or it is
     clearly off the front, i.e. some model at least as accurate on validation is faster by more
     than the target even at the ends of both intervals (``name``'s low end above the other's high
@@ -249,7 +249,7 @@ def _retirement(name: str, intervals: dict[str, tuple[float, float, float]], acc
         return None
     for other, (_, o_lo, o_hi) in intervals.items():
         if other != name and accuracy.get(other, -1.0) >= accuracy[name] and lo > o_hi * (1 + target):
-            return (f"off the front: {other} is at least as accurate on validation and faster "
+            return (f"off the front: {labels.get(other, other)} is at least as accurate on validation and faster "
                     f"([{lo:.3f}, {hi:.3f}] against [{o_lo:.3f}, {o_hi:.3f}])")
     return None
 
@@ -257,7 +257,8 @@ def _retirement(name: str, intervals: dict[str, tuple[float, float, float]], acc
 def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: float = TARGET_HALFWIDTH,
                      min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, time_cap_s: float = 1800.0,
                      seed: int = 0, progress: bool = True, journal: RoundJournal | None = None,
-                     race: bool = False, accuracy: dict[str, float] | None = None) -> Rounds:
+                     race: bool = False, accuracy: dict[str, float] | None = None,
+                     labels: dict[str, str] | None = None) -> Rounds:
     """Time every model's calls in shuffled rounds, each beside a call of ``reference``, until
     each ratio to it at the first batch size is known to +-``target`` (95%), or the cap.
     ``calls``: name -> batch size -> call (``torch_calls``, or any framework's synchronized
@@ -268,7 +269,8 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     ``min_rounds``, a model stops being timed once its interval is within the target, or once it
     is clearly off the front by ``accuracy`` (name -> validation accuracy; see ``_retirement``).
     A retired model's per-round lists then stop growing: every list is a prefix of the rounds,
-    so two models still compare over the rounds both were timed in (``Rounds.ratio``)."""
+    so two models still compare over the rounds both were timed in (``Rounds.ratio``).
+    ``labels``: names to use for the models in the reasons (default: their keys)."""
     if reference not in calls:
         raise ValueError(f"the reference {reference!r} is not among the timed models {list(calls)}")
     if not 1 <= min_rounds <= max_rounds:
@@ -305,7 +307,7 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
         found = intervals()
         if race and rounds_done >= min_rounds:
             for n in others:
-                if n not in retired and (why := _retirement(n, found, accuracy, target)):
+                if n not in retired and (why := _retirement(n, found, accuracy, target, labels or {})):
                     retired[n] = f"{why}, after {len(times[n, big])} rounds"
         active = [n for n in others if n not in retired]
         return max((relative_halfwidth(*found[n]) for n in active), default=0.0)
@@ -354,6 +356,11 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
             stopped_by = "time cap"
             break
     bar.close()
+    # The widest interval reported is over every model but those retired as off the front (whose
+    # intervals were not needed to the target; the reasons list them).
+    final = intervals()
+    worst = max((relative_halfwidth(*final[n]) for n in others
+                 if not retired.get(n, "").startswith("off the front")), default=0.0)
     stats = {}
     for name in calls:
         stats[name] = {}

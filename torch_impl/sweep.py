@@ -78,7 +78,7 @@ def time_into(entries: list[tuple[Result, nn.Module]], images: torch.Tensor, bat
     accuracy = {str(i): r.val_acc for i, (r, _) in enumerate(entries)
                 if r.family != CONTROL_FAMILY and r.val_acc is not None and not math.isnan(r.val_acc)}
     rounds = time_interleaved(calls, reference="0", progress=progress, journal=kept, race=race, accuracy=accuracy,
-                              **protocol)
+                              labels={str(i): r.method for i, (r, _) in enumerate(entries)}, **protocol)
     for i, (result, _) in enumerate(entries):
         if str(i) in rounds.retired:
             result.measured["timing_stopped"] = rounds.retired[str(i)]

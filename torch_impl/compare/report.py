@@ -197,6 +197,9 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
     if aa := timing.get("aa_control"):
         lines.append(f"A/A control: {aa['ratio']:.3f}x [{aa['interval'][0]:.3f}, {aa['interval'][1]:.3f}]"
                      + (f". **{aa['warning']}**" if aa["warning"] else ", containing 1.0 as it should."))
+    if off := [r for r in results if str(r.get("timing_stopped", "")).startswith("off the front")]:
+        lines.append("Timed until clearly off the front (racing; their intervals may be wider than the target): "
+                     + "; ".join(f"{r.method} ({r.get('timing_stopped')})" for r in off) + ".")
     if failures := timing.get("failures"):
         lines.append(f"**{len(failures)} recipe(s) failed and have no row**: "
                      + "; ".join(f"{f['method']} ({f['error']})" for f in failures)
