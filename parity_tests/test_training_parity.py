@@ -18,7 +18,8 @@ either sign, so single elements differ by up to 2 * lr after any step). In float
 elements cannot flip: Adam's eps (1e-8) is far above float64 round-off of a gradient.
 
 Measured on an Intel Xeon @ 2.5 GHz (largest over steps and tensors; margin = bound / it):
-    one batch, float32       loss 9.1e-8 (margin 110); gradients at 0.0021 of the allowed (475)
+    one batch, float32       loss 9.1e-8 (margin 1,100); gradients at 0.0021 of the allowed (475)
+                             (an AMD EPYC: loss 1.09e-5, margin 9.2, the "haiku" network)
     float64, 50 steps        loss 5.9e-16 (1.7e7); EMA 4.3e-12 (2,300); live 1.4e-12 (7,000)
                              (the suite runs fewer: round-off only grows with steps)
     float64, 5 steps         the unplanted short runs 3.0e-11 (330)
@@ -53,7 +54,11 @@ from torch_impl.model import POOLINGS, build_model
 
 pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 
-LOSS_RTOL = 1e-5  # one forward pass in float32
+# One forward pass in float32. Measured against the float64 loss: JAX within 1e-7 on both CPUs
+# here; torch within 9.1e-8 on an Intel Xeon but 1.09e-5 (the "haiku" network, 30 M weights)
+# on an AMD EPYC, whose float32 kernels sum in another order. A recipe bug moves the loss by
+# far more (the fp64 lockstep's planted bugs: at least 1e6 times its bound).
+LOSS_RTOL = 1e-4
 GRAD_ATOL = 1e-5  # gradients are O(1e-2) at init; float32 reductions differ in order
 GRAD_RTOL = 1e-3
 STEPS = {"spatial": 15, "haiku": 20}  # the take-home's network: its loss first rises for ~10 steps
