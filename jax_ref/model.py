@@ -43,7 +43,6 @@ import numpy as np
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 MLP_WIDTHS = (3000, 2000, 2000, 1000, 10)
-MLP_IN = (3072, 3000, 2000, 2000, 1000)  # the spatial network's; ``mlp_in`` for either
 FC_NAMES = tuple(f"fc{i + 1}" for i in range(len(MLP_WIDTHS)))
 POOLINGS = ("spatial", "haiku")
 FLAT = {"spatial": 3072, "haiku": 6144}
@@ -110,7 +109,6 @@ def normalize(images: jnp.ndarray) -> jnp.ndarray:
 # "haiku": the take-home's arguments, which Haiku pads with leading ones to (1, 1, 2, 2).
 POOLS = {"spatial": dict(window_shape=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID"),
          "haiku": dict(window_shape=(2, 2), strides=(2, 2), padding="VALID")}
-POOL = POOLS["spatial"]
 
 
 def take_home_net_fn(images: jnp.ndarray) -> jnp.ndarray:

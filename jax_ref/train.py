@@ -170,16 +170,3 @@ def save_params(path: str | Path, params: hk.Params) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def load_params(path: str | Path) -> hk.Params:
-    """A ``save_params`` file (or any flat ``module/name`` ``.npz``), names as stored."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no Haiku parameters at {path}")
-    out: dict[str, dict[str, jnp.ndarray]] = {}
-    with np.load(path) as z:
-        for key in z.files:
-            module, name = key.rsplit("/", 1)
-            out.setdefault(module, {})[name] = jnp.asarray(z[key])
-    return out

@@ -46,6 +46,7 @@ def test_a_signalled_block_exits_128_plus_signum_and_restores_the_handlers(signu
     assert signal.getsignal(signum) is before
 
 
+@pytest.mark.slow  # two short training runs
 def test_training_stopped_by_sigterm_fails_loudly_and_resume_finishes_it(tmp_path: Path, monkeypatch,
                                                                          capsys) -> None:
     """Lightning turns SIGTERM into a SystemExit with no code (status 0); the script must not."""

@@ -59,9 +59,9 @@ class PlainEager(nn.Module):
     """A ``Net`` run the plain way: NCHW-contiguous activations, no chunking (pass ``chunk=None``).
 
     The way most code would run the network, kept as a yardstick: the machine's speed drifts
-    between days (the same code has measured 1.3-2x apart), so ``latency.reference_speedup``
-    times it side by side with ``predict``'s way, and latencies from different days can be
-    put on one scale.
+    between days (the same code has measured 1.3-2x apart), so the sweep
+    (``sweep.run_sweep(yardstick=True)``) times it side by side with ``predict``'s way, and
+    latencies from different days can be put on one scale.
     """
 
     def __init__(self, net: nn.Module) -> None:

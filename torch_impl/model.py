@@ -35,7 +35,6 @@ POOLINGS = ("spatial", "haiku")
 DEFAULT_POOLING = "spatial"
 FLAT_FEATURES_BY_POOLING = {"spatial": 8 * 8 * 48, "haiku": 32 * 8 * 24}
 CONV2_IN_BY_POOLING = {"spatial": 18, "haiku": 9}
-FLAT_FEATURES = FLAT_FEATURES_BY_POOLING[DEFAULT_POOLING]
 
 
 def check_pooling(pooling: str) -> str:
