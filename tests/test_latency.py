@@ -315,3 +315,20 @@ def test_rounds_of_another_protocol_are_never_merged(tmp_path) -> None:
     old = json.loads(header) | {"protocol": "paired-with-reference"}  # an older version's tag
     journal.path.write_text("\n".join([json.dumps(old), *rest]) + "\n")
     assert journal.read() == []
+
+
+def test_a_model_whose_kept_rounds_stopped_early_is_not_timed_again(monkeypatch, tmp_path) -> None:
+    """Its list must stay a prefix of the rounds: a model an interrupted race had retired (fewer
+    kept rounds than the run) stays retired on the rerun, whatever the other models now read."""
+    log = synthetic(monkeypatch, {"dense": 1.0, "a": 0.5, "b": 0.3}, noise=0.2)
+    journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "a", "b"], [100])
+    def both(b_seconds: float) -> dict:
+        return {"seconds": {"a": {100: 0.5}, "b": {100: b_seconds}}, "paired": {"a": {100: 1.0}, "b": {100: 1.0}},
+                "reference": {100: [1.0, 1.0]}}
+    a_only = {"seconds": {"a": {100: 0.5}}, "paired": {"a": {100: 1.0}}, "reference": {100: [1.0]}}
+    journal.start([both(0.3), both(0.45), a_only])  # b's two rounds far apart: no interval within the target
+    out = time_interleaved(calls_for(["dense", "a", "b"], batch_sizes=(100,)), "dense", min_rounds=2, max_rounds=6,
+                           progress=False, journal=journal, race=True)
+    assert "before the run was interrupted" in out.retired["b"] and len(out.times["b"][100]) == 2
+    assert all(key[0] != "b" for key in log)  # never timed again
+    assert len(out.times["a"][100]) == out.rounds

@@ -305,10 +305,15 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     def retire(rounds_done: int) -> float:
         """Retire what is settled (racing); the widest interval among the models still timed."""
         found = intervals()
-        if race and rounds_done >= min_rounds:
-            for n in others:
-                if n not in retired and (why := _retirement(n, found, accuracy, target, labels or {})):
-                    retired[n] = f"{why}, after {len(times[n, big])} rounds"
+        for n in others:
+            if n in retired:
+                continue
+            why = (_retirement(n, found, accuracy, target, labels or {}) if race and rounds_done >= min_rounds
+                   else None)
+            if why is None and len(times[n, big]) < rounds_done:  # kept rounds: its timing had stopped
+                why = "stopped by racing before the run was interrupted"  # (timing it again breaks the prefix)
+            if why:
+                retired[n] = f"{why}, after {len(times[n, big])} rounds"
         active = [n for n in others if n not in retired]
         return max((relative_halfwidth(*found[n]) for n in active), default=0.0)
 
