@@ -41,9 +41,6 @@ def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:
                          f"builds ({low:,} MACs per example, {DEFAULT_MULTIPLE} ranks per layer); raise it")
 
 
-RECIPE_SETS = ("default", "all")
-
-
 def select_recipes(recipes: list[Recipe], wanted: str | None) -> list[Recipe]:
     """``default`` (or None): the set that decides (``Recipe.core``: the take-home's SVD points,
     the recipes on the front, the controls); ``all``: every recipe; else the recipes named,
