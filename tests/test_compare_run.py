@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
+from tests.helpers import load_script
 from torch_impl.artifact import load_compressed, logits_fingerprint
 from torch_impl.compare import run as compare_run
 from torch_impl.compare.recipes import default_recipes
@@ -93,9 +94,6 @@ def test_recipe_sets_default_all_and_names() -> None:
 
 
 def test_list_prints_every_recipe_and_marks_the_default_set(capsys) -> None:
-    spec = importlib.util.spec_from_file_location("compare_methods", ROOT / "scripts" / "compare_methods.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.main(["--list"]) == []
+    assert load_script("compare_methods").main(["--list"]) == []
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(default_recipes()) and "* SVD f=0.2" in lines and "  prune 90% + FT" in lines

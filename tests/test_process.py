@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,17 +11,9 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from tests.conftest import write_image_folder
+from tests.helpers import load_script
 from torch_impl import training
 from torch_impl.process import stop_on_signals
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class SignalAt(Callback):
