@@ -1,7 +1,7 @@
 """Fixtures shared by the parity tests: real test images and a briefly trained network.
 
 The torch side and the JAX side meet only here and in the tests: ``jax_ref`` receives
-plain numpy arrays (images, labels, Haiku parameter trees from ``torch_impl.haiku_convert``).
+plain numpy arrays (images, labels, Haiku parameter trees from ``torch_impl.parity.haiku_convert``).
 Every test that takes ``trained_net`` runs for both networks (``pooling``): the spatial one,
 and the take-home's code as Haiku runs it, where the JAX side is Haiku's own ``hk.AvgPool``.
 """
@@ -15,10 +15,10 @@ import pytest
 from jax_ref.lowrank import layer_svds
 from tests.conftest import REAL_DATA
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lit_module import LitClassifier
 from torch_impl.lowrank import model_svds
 from torch_impl.model import POOLINGS, Net
+from torch_impl.parity.haiku_convert import torch_to_haiku
 
 # Enough for clear class margins and an accuracy curve worth comparing (test_curve_parity's
 # bounds: above 30% at full rank, 5 pp lost at f=0.1) for both networks. 60 steps of the

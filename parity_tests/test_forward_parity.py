@@ -9,10 +9,10 @@ import torch
 
 from jax_ref.lowrank import factorized_params, ranks_for, reconstructed_params
 from jax_ref.model import dense_net, init_params, low_rank_net
-from torch_impl.haiku_convert import haiku_to_torch, torch_to_haiku
 from torch_impl.inference import predict
 from torch_impl.lowrank import compress_model
 from torch_impl.model import POOLINGS, build_model
+from torch_impl.parity.haiku_convert import haiku_to_torch, torch_to_haiku
 
 # The same weights on both sides, one forward pass (no chaotic growth). Measured on an Intel
 # Xeon: logits differ by 4.0e-5 at most (margin 10 against atol + rtol * |logit|).

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from jax_ref.lowrank import rank_approximated_weight, rank_for
-from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.lowrank import LowRankLinear, rank_from_fraction
+from torch_impl.parity.haiku_convert import torch_to_haiku
 
 # Both SVDs are backward stable: each computed singular value is within c * eps * s_max of
 # the exact one (Weyl's inequality), and so is each element of a full-rank reconstruction.

@@ -48,9 +48,9 @@ from jax_ref.model import canonical, dense_net
 from jax_ref.train import LEARNING_RATE, loss_fn
 from jax_ref.train import train as jax_train
 from torch_impl.ema import TakeHomeEMA
-from torch_impl.haiku_convert import HaikuTree, torch_to_haiku
 from torch_impl.lit_module import L2_COEF, LitClassifier, recipe_loss
 from torch_impl.model import POOLINGS, build_model
+from torch_impl.parity.haiku_convert import HaikuTree, torch_to_haiku
 
 pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 

@@ -15,10 +15,10 @@ import argparse
 import torch
 from torch.utils.benchmark import Timer
 
-from torch_impl.cli import make_parser, positive_int, positive_int_list
+from torch_impl.cli.flags import make_parser, positive_int, positive_int_list
+from torch_impl.cli.process import flush_denormals
 from torch_impl.model import build_model
 from torch_impl.provenance import device_name
-from torch_impl.runtime import flush_denormals
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     net = build_model(42).eval()  # weights do not change the cost of dense fp32 kernels
     images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8)
     trunk = lambda x: net.features(x)

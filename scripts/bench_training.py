@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from torch_impl.cli import add_data_args, add_progress_arg, fail, make_parser, positive_int
+from torch_impl.cli.flags import add_data_args, add_progress_arg, fail, make_parser, positive_int
+from torch_impl.cli.process import flush_denormals
 from torch_impl.data import DataError
 from torch_impl.files import write_json
+from torch_impl.measure.train_bench import bench, bench_jax, format_rows
 from torch_impl.provenance import provenance
-from torch_impl.runtime import flush_denormals
-from torch_impl.train_bench import bench, bench_jax, format_rows
 from torch_impl.training import config_from_preset
 
 WAYS = {
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     try:
         ways = parse_ways(args.ways)
         base = config_from_preset("cpu", batch_size=args.batch_size, data_dir=args.data_dir, cache_dir=args.cache_dir)

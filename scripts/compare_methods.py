@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import (
+from torch_impl.cli.flags import (
     add_checkpoint_arg,
     add_data_args,
     add_overwrite_arg,
@@ -41,6 +41,8 @@ from torch_impl.cli import (
     positive_int,
     timing_protocol,
 )
+from torch_impl.cli.process import flush_denormals
+from torch_impl.cli.rundir import check_free_disk
 from torch_impl.compare.points import ROUNDS_FILE, Points
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.recommend import recommendation_table
@@ -56,11 +58,10 @@ from torch_impl.compare.run import (
 )
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.files import sha256
+from torch_impl.measure.results import Result
+from torch_impl.measure.size import stored_bytes
+from torch_impl.measure.text import describe_timing
 from torch_impl.provenance import provenance
-from torch_impl.results import Result, stored_bytes
-from torch_impl.rundir import check_free_disk
-from torch_impl.runtime import flush_denormals
-from torch_impl.sweep import describe_timing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for r in default_recipes():
             print(f"{'*' if r.core else ' '} {r.name}")
         return []
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     # No finished-run markers: rerunning the same command resumes (points/), and rewrites the results.
     return owning(args.out_dir, (), False, lambda out: _run(args, out))
 
@@ -145,7 +146,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     n_test = len(splits["test"][1])
     rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=not args.no_progress_bar,
                                   on_row=show, models_dir=out_dir / "models", save=args.save_models, points=points,
-                                  **protocol)
+                                  protocol=protocol)
     meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
             "batch_sizes": batch_sizes_for(n_test), "finetune_steps": args.finetune_steps,
             "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,

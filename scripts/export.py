@@ -7,7 +7,7 @@ MODEL is a model directory saved by scripts/compare_methods.py (safetensors + ma
 or a dense model.pt / Lightning .ckpt from scripts/train.py. Writes the exported file
 (default: model.onnx / model.pt2 in the model's directory) and <file>.check.json: whether
 the low-rank factors kept their shapes in the graph, the largest logit difference from torch
-eager, and both accuracies over the test images (torch_impl/export.py). ONNX needs the
+eager, and both accuracies over the test images (torch_impl/deploy/export.py). ONNX needs the
 deploy extra: pip install -e ".[deploy]".
 """
 
@@ -20,12 +20,12 @@ import torch
 
 from torch_impl.artifact import MANIFEST, load_compressed
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import add_data_args, fail, make_parser
+from torch_impl.cli.flags import add_data_args, fail, make_parser
+from torch_impl.cli.process import flush_denormals
 from torch_impl.data import CIFAR10DataModule, DataError
-from torch_impl.export import FORMATS, SUFFIX, check_export, check_exportable, export_model
+from torch_impl.deploy.export import FORMATS, SUFFIX, check_export, check_exportable, export_model
 from torch_impl.files import write_json
 from torch_impl.provenance import provenance
-from torch_impl.runtime import flush_denormals
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +45,7 @@ def load_any(path: Path) -> torch.nn.Module:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     src = Path(args.model)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / f"model{SUFFIX[args.format]}"
     try:

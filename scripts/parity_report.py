@@ -5,7 +5,7 @@
 
 Both frameworks sweep the same trained weights (both modes, both batch sizes): torch through
 its harness (chunks), JAX the whole batch per call, as each runs by default. Then a fair
-latency comparison (torch_impl/framework_latency.py) runs a few points in both frameworks both
+latency comparison (torch_impl/parity/framework_latency.py) runs a few points in both frameworks both
 ways (the whole batch, and the same chunks of images) in interleaved rounds. Writes
 <out-dir>/parity.csv (every row labelled with how it ran, `latency_way`), parity.json and overlay
 plots, and prints both tables with the torch/JAX latency ratios (below 1: torch is faster).
@@ -21,17 +21,18 @@ import jax
 import torch
 
 from jax_ref import lowrank as jax_lowrank
-from torch_impl import cli
 from torch_impl.checkpoint import load_model
+from torch_impl.cli import flags as cli
+from torch_impl.cli.process import flush_denormals, full_fp32, resolve_device
 from torch_impl.data import CIFAR10DataModule, DataError
-from torch_impl.framework_latency import HARNESS, WAYS, fair_latency, fair_table, ratio_table
-from torch_impl.haiku_convert import torch_to_haiku
 from torch_impl.inference import INFERENCE_METHOD
 from torch_impl.lowrank import compress_model
-from torch_impl.plots import plot_sweep
+from torch_impl.measure.plots import plot_sweep
+from torch_impl.measure.results import write_results
+from torch_impl.measure.sweep import parse_fractions, run_sweep
+from torch_impl.parity.framework_latency import HARNESS, WAYS, fair_latency, fair_table, ratio_table
+from torch_impl.parity.haiku_convert import torch_to_haiku
 from torch_impl.provenance import provenance
-from torch_impl.runtime import flush_denormals, full_fp32, resolve_device
-from torch_impl.sweep import parse_fractions, run_sweep, write_results
 
 PARITY_FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 FAIR_POINTS = ((None, "dense"), (0.5, "factorized"), (0.1, "factorized"))
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     return cli.owning(args.out_dir, ("parity.json", "parity.csv"), args.overwrite, lambda out: _run(args, out))
 
 
@@ -88,12 +89,12 @@ def _run(args: argparse.Namespace, out_dir: Path) -> dict:
     batch_sizes = [min(10_000, len(labels)), 1]
     progress = not args.no_progress_bar
     origin = provenance(device)  # the code and machine as the run starts (the tree may change while it runs)
-    # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/runtime.py).
+    # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/cli/process.py).
     full_fp32()
     jax.config.update("jax_default_matmul_precision", "highest")
     torch_rows, timing = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions,
                                    batch_sizes=batch_sizes, progress=progress, control=False, roofline=False,
-                                   device=device, **protocol)
+                                   device=device, protocol=protocol)
     params = torch_to_haiku(net)
     jax_rows = jax_lowrank.run_sweep(params, images, labels, fractions, batch_sizes=batch_sizes, progress=progress)
     for r in torch_rows:
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> dict:
     fair, fair_timing = fair_latency(
         {p: (net if f is None else compress_model(net, rank_fraction=f)[0]).to(device) for p, f in points.items()},
         {p: jax_lowrank.point_model(params, "dense" if f is None else "factorized", f)[1:] for p, f in points.items()},
-        images, batch_sizes[0], progress=progress, **protocol)
+        images, batch_sizes[0], progress=progress, protocol=protocol)
     report = {
         "checkpoint": args.checkpoint, "n_test": len(labels), "batch_sizes": batch_sizes,
         "torch_method": INFERENCE_METHOD, "torch_device": str(device),

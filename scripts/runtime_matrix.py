@@ -4,7 +4,7 @@
     python scripts/runtime_matrix.py --checkpoint runs/train/model.pt --models DIR [DIR ...]
 
 Each model runs in every runtime it can, all in one set of interleaved timing rounds, and is
-compared with dense *in the same runtime* (torch_impl/runtimes.py). Writes runtimes.csv/json,
+compared with dense *in the same runtime* (torch_impl/deploy/runtimes.py). Writes runtimes.csv/json,
 runtimes.png and RUNTIMES.md (the table and, per runtime, whether low rank speeds it up) to
 --out-dir (default: <compare-dir>/runtimes). Needs the deploy extra: pip install -e ".[deploy]".
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch_impl.artifact import load_compressed
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import (
+from torch_impl.cli.flags import (
     add_checkpoint_arg,
     add_data_args,
     add_overwrite_arg,
@@ -27,12 +27,12 @@ from torch_impl.cli import (
     owning,
     timing_protocol,
 )
+from torch_impl.cli.process import flush_denormals
 from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.deploy.report import matrix_report, matrix_table, runtime_plot, write_matrix
+from torch_impl.deploy.runtimes import runtime_matrix
 from torch_impl.files import write_text
 from torch_impl.provenance import provenance
-from torch_impl.runtime import flush_denormals
-from torch_impl.runtimes import runtime_matrix
-from torch_impl.runtimes_report import matrix_report, matrix_table, runtime_plot, write_matrix
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     dirs = [Path(d) for d in args.models]
     if args.compare_dir:
         found = sorted(p.parent for p in (Path(args.compare_dir) / "models").glob("*/manifest.json"))
@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace, dirs: list[Path], out_dir: Path) -> list[dict
     batch_sizes = [min(10_000, len(labels)), 1]
     origin = provenance()
     rows, timing = runtime_matrix(models, images, labels, out_dir / "onnx", batch_sizes,
-                                  progress=not args.no_progress_bar, **protocol)
+                                  progress=not args.no_progress_bar, protocol=protocol)
     meta = {"checkpoint": args.checkpoint, "models": [str(d) for d in dirs], "n_test": len(labels),
             "batch_sizes": batch_sizes, "timing": timing, "provenance": origin}
     write_matrix(rows, out_dir, meta)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from torch_impl.checkpoint import load_model
-from torch_impl.cli import (
+from torch_impl.cli.flags import (
     add_checkpoint_arg,
     add_data_args,
     add_device_arg,
@@ -36,22 +36,17 @@ from torch_impl.cli import (
     positive_int_list,
     timing_protocol,
 )
+from torch_impl.cli.process import flush_denormals, full_fp32, resolve_device
 from torch_impl.data import CIFAR10DataModule, DataError
-from torch_impl.haiku_convert import haiku_to_torch, load_haiku_params, torch_to_haiku
 from torch_impl.lowrank import MODES
-from torch_impl.plots import plot_sweep
+from torch_impl.measure.plots import plot_sweep
+from torch_impl.measure.results import write_results
+from torch_impl.measure.sweep import DEFAULT_FRACTIONS, format_table, parse_fractions, run_sweep
+from torch_impl.measure.text import describe_timing
+from torch_impl.parity.haiku_convert import haiku_to_torch, load_haiku_params, torch_to_haiku
 from torch_impl.provenance import provenance
-from torch_impl.runtime import flush_denormals, full_fp32, resolve_device
-from torch_impl.sweep import (
-    DEFAULT_FRACTIONS,
-    describe_timing,
-    format_table,
-    parse_fractions,
-    run_sweep,
-    write_results,
-)
 
-ROUNDS_FILE = "rounds.jsonl"  # timing rounds kept as they finish (torch_impl/round_journal.py)
+ROUNDS_FILE = "rounds.jsonl"  # timing rounds kept as they finish (torch_impl/measure/round_journal.py)
 
 
 def parse_modes(text: str) -> list[str]:
@@ -90,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     out_dir = Path(args.out_dir or ("runs/sweep" if args.framework == "torch" else "runs/sweep_jax"))
     return owning(out_dir, ("sweep.json", "sweep.csv"), args.overwrite, lambda out: _run(args, out))
 
@@ -121,7 +116,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
         rows, timing = run_sweep(net, torch.from_numpy(images), torch.from_numpy(labels), fractions, modes,
                                  batch_sizes, progress=progress, yardstick=args.yardstick and device.type == "cpu",
                                  device=device, journal=out_dir / ROUNDS_FILE,  # a killed run's rounds are kept
-                                 **protocol)
+                                 protocol=protocol)
         method = timing["rounds"]["method"]
     else:
         import jax

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from torch_impl.cli import (
+from torch_impl.cli.flags import (
     add_data_args,
     add_progress_arg,
     fail,
@@ -23,12 +23,11 @@ from torch_impl.cli import (
     nonnegative_int,
     positive_int,
 )
+from torch_impl.cli.process import flush_denormals, stop_on_signals
+from torch_impl.cli.rundir import check_free_disk, own_out_dir
 from torch_impl.data import DataError
-from torch_impl.jax_training import run_jax_training
 from torch_impl.model import DEFAULT_POOLING, POOLINGS
-from torch_impl.process import stop_on_signals
-from torch_impl.rundir import check_free_disk, own_out_dir
-from torch_impl.runtime import flush_denormals
+from torch_impl.parity.jax_training import run_jax_training
 from torch_impl.training import PRECISIONS, PRESETS, config_from_preset, run_training
 
 # A Lightning checkpoint holds the weights, Adam's two moments and the EMA: 4 x 85 MB for the
@@ -87,7 +86,7 @@ def lightning_device(device: str, devices: int | str) -> tuple[str, int | str | 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    flush_denormals()  # before any parallel torch op: see torch_impl/runtime.py
+    flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     try:
         accelerator, devices = lightning_device(args.device, devices)

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from torch_impl.artifact import load_compressed, logits_fingerprint
-from torch_impl.cli import add_data_args, fail, make_parser
+from torch_impl.cli.flags import add_data_args, fail, make_parser
+from torch_impl.cli.process import flush_denormals
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.inference import accuracy
-from torch_impl.runtime import flush_denormals
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    flush_denormals()  # as when the models were scored: see torch_impl/runtime.py
+    flush_denormals()  # as when the models were scored: see torch_impl/cli/process.py
     try:
         loaded = [(Path(d), *load_compressed(d)) for d in args.models]
         sizes = {m["metrics"].get("n_test") for _, _, m in loaded}

@@ -45,7 +45,7 @@ def write_image_folder(root: Path, n_train: int = 6, n_test: int = 2, fmt: str =
 def quick_roofline(monkeypatch) -> None:
     """Every sweep and comparison a test runs measures the roofline, 3 s at its real setting; no
     test checks its value beyond being positive (test_latency), so each block here is short."""
-    from torch_impl import roofline
+    from torch_impl.measure import roofline
 
     monkeypatch.setattr(roofline, "MIN_RUN_S", 0.05)
 

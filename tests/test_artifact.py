@@ -15,12 +15,12 @@ import torch
 from tests.conftest import learnable_images
 from torch_impl.artifact import MANIFEST, WEIGHTS, load_compressed, save_compressed
 from torch_impl.checkpoint import load_model, save_model
-from torch_impl.compare.conv_lowrank import compress_convs
 from torch_impl.compare.non_svd import dynamic_int8, magnitude_prune, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.files import atomic_path, write_json
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear, compress_model, set_mode
+from torch_impl.lowrank_conv import compress_convs
 from torch_impl.training import _checkpoint_step
 
 ROOT = Path(__file__).resolve().parent.parent

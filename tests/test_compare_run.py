@@ -20,7 +20,7 @@ from torch_impl.compare.recommend import recommendation_table
 from torch_impl.compare.run import make_context, run_comparison, select_recipes, write_outputs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
-from torch_impl.results import CONTROL_FAMILY, Result
+from torch_impl.measure.results import CONTROL_FAMILY, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = "SVD f=0.2;budget 0.4M, data-aware + FT;dense int8"

@@ -13,7 +13,7 @@ import torch
 from tests.conftest import learnable_images, write_image_folder
 from torch_impl.artifact import save_compressed
 from torch_impl.compare.non_svd import dynamic_int8
-from torch_impl.export import (
+from torch_impl.deploy.export import (
     check_export,
     check_exportable,
     export_model,

@@ -12,8 +12,8 @@ import torch
 from jax_ref.model import init_params
 from jax_ref.train import save_params
 from torch_impl.checkpoint import load_model, save_model
-from torch_impl.haiku_convert import haiku_pooling, haiku_to_torch, load_haiku_params, torch_to_haiku
 from torch_impl.model import POOLINGS, HaikuAvgPool, build_model, mlp_shapes, pooling_of
+from torch_impl.parity.haiku_convert import haiku_pooling, haiku_to_torch, load_haiku_params, torch_to_haiku
 
 # Parameter counts of the two networks (the figures, from hk.transform of the take-home).
 PARAMS = {"spatial": 21_257_026, "haiku": 30_462_226}

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from tests.conftest import TinyNet
-from torch_impl import latency
-from torch_impl.latency import LatencyStats, aa_check, time_interleaved, torch_calls
 from torch_impl.lowrank import compress_model
-from torch_impl.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
-from torch_impl.round_journal import RoundJournal
-from torch_impl.stats import ratio_interval, relative_halfwidth
+from torch_impl.measure import latency
+from torch_impl.measure.latency import LatencyStats, aa_check, time_interleaved, torch_calls
+from torch_impl.measure.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
+from torch_impl.measure.round_journal import RoundJournal
+from torch_impl.measure.stats import ratio_interval, relative_halfwidth
 
 # One step of the drift below moves the speed by at most 0.5/12/1.0 = 4% between adjacent
 # calls; random pair order makes that symmetric, and over 10+ rounds the trimmed mean is

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from torch_impl.lowrank import LowRankLinear, break_even_rank, compress_model, rank_from_fraction, set_mode
+from torch_impl.measure.sweep import DEFAULT_FRACTIONS, parse_fractions
 from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, MLP_SHAPES, build_model
-from torch_impl.sweep import DEFAULT_FRACTIONS, parse_fractions
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 FULL_RANK_ATOL = 1e-5  # fp32 outputs of a float64 SVD cast back to fp32; 6.0e-7 (margin 17)

@@ -28,8 +28,8 @@ from torch_impl.compare.recipes import Context, default_recipes, run_recipe
 from torch_impl.compare.report import targets
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lowrank import compress_model
+from torch_impl.measure.results import Result
 from torch_impl.model import LINEAR_LAYERS, build_model
-from torch_impl.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off

@@ -9,11 +9,7 @@ from torch import nn
 
 from tests.conftest import write_image_folder
 from torch_impl.compare.finetune import finetune
-from torch_impl.data import CIFAR10DataModule
-from torch_impl.lit_module import LitClassifier
-from torch_impl.lowrank import LowRankLinear, compress_model
-from torch_impl.model import build_model
-from torch_impl.nested_rank import (
+from torch_impl.compare.nested_rank import (
     FULL_SHARE,
     MIN_FRACTION,
     NestedRanks,
@@ -22,6 +18,10 @@ from torch_impl.nested_rank import (
     set_prefix,
     truncate,
 )
+from torch_impl.data import CIFAR10DataModule
+from torch_impl.lit_module import LitClassifier
+from torch_impl.lowrank import LowRankLinear, compress_model
+from torch_impl.model import build_model
 
 # A prefix run on slices of the factors against the same prefix copied into its own layers: the
 # same products in the same order, measured 0 on an Intel Xeon; the margin covers kernels that

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.compare.conv_lowrank import compress_convs
 from torch_impl.compare.pool_fold import fold_pool_into_conv, fold_pools
-from torch_impl.cost import count_macs
+from torch_impl.lowrank_conv import compress_convs
+from torch_impl.measure.cost import count_macs
 from torch_impl.model import FlattenHWC, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):

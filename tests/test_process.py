@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from tests.conftest import write_image_folder
 from tests.helpers import load_script
 from torch_impl import training
-from torch_impl.process import stop_on_signals
+from torch_impl.cli.process import stop_on_signals
 
 
 class SignalAt(Callback):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from torch_impl.compare.recommend import choose, recommendation, recommendation_table
-from torch_impl.results import CONTROL_FAMILY, Result
+from torch_impl.measure.results import CONTROL_FAMILY, Result
 
 
 def row(method: str, val: float, test: float, ratio: float, halfwidth: float = 0.02, family: str = "x",

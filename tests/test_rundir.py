@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from torch_impl.rundir import LOCK_NAME, OutDirError, own_out_dir
+from torch_impl.cli.rundir import LOCK_NAME, OutDirError, own_out_dir
 from torch_impl.training import _last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,16 +11,16 @@ from torch import nn
 
 from tests.conftest import learnable_images
 from torch_impl.compare.non_svd import dynamic_int8
-from torch_impl.int8 import as_torchao_int8, dequantized
+from torch_impl.deploy.int8 import as_torchao_int8, dequantized
+from torch_impl.deploy.report import matrix_report, runtime_plot, write_matrix
+from torch_impl.deploy.runtimes import AA_NAME, RUNTIMES, runtime_matrix
 from torch_impl.lowrank import compress_model
 from torch_impl.model import FlattenHWC, Normalize, haiku_init_
-from torch_impl.runtimes import AA_NAME, RUNTIMES, runtime_matrix
-from torch_impl.runtimes_report import matrix_report, runtime_plot, write_matrix
 
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
 SAME_FUNCTION_ACC = 0.0  # one model's test accuracy in every runtime: fp32 round-off flips no class here
 # Either int8 path against fp32 on SmallNet's logits (|logit| up to 1.2): measured at most
-# 0.016 (torch.ao) and 0.021 (torchao: its weights round twice, see torch_impl/int8.py) over
+# 0.016 (torch.ao) and 0.021 (torchao: its weights round twice, see torch_impl/deploy/int8.py) over
 # three image seeds.
 INT8_VS_FP32_ATOL = 0.05
 

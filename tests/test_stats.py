@@ -8,7 +8,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from torch_impl.stats import accuracy_diff, ratio_interval, relative_halfwidth
+from torch_impl.measure.stats import accuracy_diff, ratio_interval, relative_halfwidth
 
 # Coverage of a nominal 95% interval over 300 simulated data sets: its binomial standard
 # error is 1.3 pp, so 0.90-0.99 leaves ~4 standard errors each side.

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from tests.conftest import TinyNet, learnable_images
-from torch_impl import inference, sweep
+from torch_impl import inference
 from torch_impl.inference import PlainEager, predict
+from torch_impl.measure import sweep
+from torch_impl.measure.plots import mac_break_even_fraction, plot_sweep
+from torch_impl.measure.results import Result, write_results
+from torch_impl.measure.sweep import format_table, run_sweep
 from torch_impl.model import build_model
-from torch_impl.plots import mac_break_even_fraction, plot_sweep
-from torch_impl.results import Result
-from torch_impl.sweep import format_table, run_sweep, write_results
 
 # Chunked prediction against one call: the same products, other batch shapes; measured
 # 4.6e-7 on an Intel Xeon (margin 27).

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_image_folder
-from torch_impl.train_bench import AA_SUFFIX, _result, bench, format_rows
+from torch_impl.measure.train_bench import AA_SUFFIX, _result, bench, format_rows
 from torch_impl.training import TrainConfig
 
 

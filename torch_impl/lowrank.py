@@ -78,7 +78,7 @@ class LowRankLinear(nn.Module):
         self.B = nn.Parameter(torch.empty(out_features, rank))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.mode = _check_mode(mode)
-        # Nested-rank training (torch_impl.nested_rank) runs a prefix of the directions; None: all.
+        # Nested-rank training (torch_impl.compare.nested_rank) runs a prefix of the directions; None: all.
         self.active_rank: int | None = None
         self._dense_cache: tuple[tuple[int, ...], torch.Tensor] | None = None
         # A plain fan-in init for layers built from scratch; from_linear overwrites it (an

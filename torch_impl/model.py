@@ -16,7 +16,7 @@ Shape glossary (N = batch; activations NCHW, as torch holds them):
     mlp              [N, 3000] -> [N, 2000] -> [N, 2000] -> [N, 1000] -> [N, 10]
 
 Torch keeps its own weight layouts (Linear ``[out, in]``, conv OIHW); converting to
-Haiku's ``[in, out]`` and HWIO is the job of ``torch_impl.haiku_convert``.
+Haiku's ``[in, out]`` and HWIO is the job of ``torch_impl.parity.haiku_convert``.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
                  callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train with the fixed recipe; returns (and writes to ``metrics.json``) the results.
 
-    Call ``torch_impl.runtime.flush_denormals()`` at the start of the process (as
+    Call ``torch_impl.cli.process.flush_denormals()`` at the start of the process (as
     ``scripts/train.py`` does): without it the steps slow down 2-3x as training goes on.
     """
     out_dir = Path(cfg.out_dir)

@@ -10,25 +10,18 @@ test accuracy is only reported (``pareto_front`` reads no test number).
 
 from __future__ import annotations
 
-from torch_impl.results import Result, control_of, dense_of, find
-
-SIGNIFICANCE = 0.05  # McNemar p below this: the accuracy differs from dense's
-
-
-def _pp(r: Result, dense: Result | None = None) -> str:
-    """Test accuracy change to dense with its 95% interval and McNemar's p."""
-    d = r.get("test_diff")
-    if d is None:
-        return "+0.00 pp"
-    lo, hi, p = r.get("test_diff_lo"), r.get("test_diff_hi"), r.get("test_mcnemar_p")
-    same = "; indistinguishable from dense" if p >= SIGNIFICANCE else ""
-    return f"{100 * d:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}], p = {p:.2g}{same}"
+from torch_impl.measure.results import Result, control_of, dense_of, find
+from torch_impl.measure.text import diff_text, ratio_text
 
 
-def _x(r: Result, b: int | None = None) -> str:
-    """Time over dense with its 95% interval."""
-    lo, hi = r.ratio_interval(b)
-    return f"{r.ratio(b):.3f}x [{lo:.3f}, {hi:.3f}]"
+def time_vs_dense(r: Result, b: int | None = None) -> str:
+    """``0.512x [0.498, 0.526]``: time over dense at batch ``b`` (default: the largest)."""
+    return ratio_text(r, b, unit="x")
+
+
+def acc_change(r: Result) -> str:
+    """``-0.41 pp [-0.62, -0.20], p = 0.0003``: test accuracy minus dense's."""
+    return diff_text(r, prose=True)
 
 
 def faster(r: Result) -> str:
@@ -88,7 +81,7 @@ def answers(results: list[Result]) -> list[str]:
     out: list[str] = []
     if aa := control_of(results):
         sizes = sorted(aa.latency_ratio, reverse=True)
-        reads = ", ".join(f"{_x(aa, b)} at batch {b:,}" for b in sizes)
+        reads = ", ".join(f"{time_vs_dense(aa, b)} at batch {b:,}" for b in sizes)
         off = [b for b, (lo, hi) in ((b, aa.ratio_interval(b)) for b in sizes) if not lo <= 1.0 <= hi]
         out.append(f"**The A/A control** (a copy of the dense model, timed as if it were another method) reads "
                    f"{reads} of the dense time: "
@@ -99,7 +92,7 @@ def answers(results: list[Result]) -> list[str]:
     svd = plain_svd(results)
     if svd:
         out.append("**Accuracy vs rank (plain SVD, one fraction for every layer):** "
-                   + "; ".join(f"{r.method}: {100 * r.test_acc:.2f}% ({_pp(r)})" for r in svd)
+                   + "; ".join(f"{r.method}: {100 * r.test_acc:.2f}% ({acc_change(r)})" for r in svd)
                    + f", against {100 * dense.test_acc:.2f}% dense. Most of the loss comes from the "
                    "1000-to-10 classifier, which keeps max(1, floor(10 f)) singular values: see the per-layer "
                    "rules below, which choose each layer's rank.")
@@ -108,12 +101,12 @@ def answers(results: list[Result]) -> list[str]:
         if verdict == "faster":
             verdict += ", though the work is the same: look for a measurement problem"
         out.append(f"**Replacing each weight by its rank-truncated product** ({rec.method}) runs at "
-                   f"{_x(rec)} the dense time with the same {rec.total_macs / 1e6:.2f} M MACs: "
+                   f"{time_vs_dense(rec)} the dense time with the same {rec.total_macs / 1e6:.2f} M MACs: "
                    f"{verdict}. The product B @ A is a dense matrix of the original shape, kept in memory "
                    "beside its factors, so the same dense matmuls run; only the factorized form changes the work.")
     if svd:
         out.append("**Time vs rank in factorized space:** "
-                   + "; ".join(f"{r.method}: {_x(r)} dense time, "
+                   + "; ".join(f"{r.method}: {time_vs_dense(r)} dense time, "
                                f"{r.total_macs / 1e6:.2f} M MACs" for r in svd)
                    + f" (dense {dense.total_macs / 1e6:.2f} M). Time falls more slowly than the MACs: the "
                    "convolutions' MACs and the elementwise work stay, and two thin matmuls run below the "
@@ -127,8 +120,8 @@ def answers(results: list[Result]) -> list[str]:
     front = pareto_front(results)
     out.append("**Which method wins where (Pareto front on validation accuracy, batch 10,000, fastest first; "
                "test accuracy reported):** "
-               + "; ".join(f"{r.method} at {_x(r)} dense time, validation {100 * r.val_acc:.2f}%, "
-                           f"test {100 * r.test_acc:.2f}% ({_pp(r)})" for r in front) + ".")
+               + "; ".join(f"{r.method} at {time_vs_dense(r)} dense time, validation {100 * r.val_acc:.2f}%, "
+                           f"test {100 * r.test_acc:.2f}% ({acc_change(r)})" for r in front) + ".")
     same_work = [(f"{plain.method} vs {da.method}", plain, da) for _, da, plain in budget_pairs(results)]
     same_work += [(f"{r.method} vs dense", r, dense) for r in plain_svd(results, "reconstructed")]
     if same_work:
@@ -149,10 +142,10 @@ def answers(results: list[Result]) -> list[str]:
         before = fold.get("val_acc_before_finetune")
         out.append("**Folding each average pool into the convolution before it** "
                    f"(torch_impl/compare/pool_fold.py; trunk {trunk(dense):.2f} M -> {trunk(fold):.2f} M MACs), "
-                   f"MLP untouched: {_x(fold)} the dense time, "
+                   f"MLP untouched: {time_vs_dense(fold)} the dense time, "
                    + (f"validation {100 * before:.2f}% before and {100 * fold.val_acc:.2f}% after a distilled "
                       "fine-tune; " if before is not None else "")
-                   + f"test {100 * fold.test_acc:.2f}% ({_pp(fold)}). "
+                   + f"test {100 * fold.test_acc:.2f}% ({acc_change(fold)}). "
                    "The work at 32 x 32 resolution, which no factorization of the weights removes, is gone.")
     if alloc := allocation_pairs(results):
         out.append("**Where a MAC budget goes:** " + "; ".join(
@@ -166,7 +159,7 @@ def answers(results: list[Result]) -> list[str]:
     out += recovery_answers(results)
     for pr in (r for r in results if r.settings.get("pruned")):
         out.append(f"**Magnitude pruning** ({pr.method}) zeroes {100 * (pr.get('linear_zero_share') or 0):.0f}% "
-                   f"of the linear weights but runs at {_x(pr)} the dense time: dense "
+                   f"of the linear weights but runs at {time_vs_dense(pr)} the dense time: dense "
                    "kernels do not skip zeros.")
     return out
 
@@ -185,21 +178,21 @@ def recovery_answers(results: list[Result]) -> list[str]:
                    "base network, not for recovering a compressed one): " + "; ".join(
                        f"{c.settings['mlp_budget'] / 1e6:g}M MLP: {k.settings.get('finetune_steps')} steps at a "
                        f"constant rate validation {100 * k.val_acc:.2f}%, {c.settings.get('finetune_steps')} "
-                       f"cosine {100 * c.val_acc:.2f}% (test {_pp(c)})" for c, k in pairs) + ".")
+                       f"cosine {100 * c.val_acc:.2f}% (test {acc_change(c)})" for c, k in pairs) + ".")
     for lat in find(results, rule="latency"):
         twin = next((r for r in pairs_of(folded, lat)), None)
         out.append(f"**Ranks spent by measured time** ({lat.method}): ranks {lat.get('ranks')} where the MAC rule "
                    f"chose {lat.get('mac_rule_ranks')} for the same predicted {lat.get('latency_budget_us', 0):.1f} us "
-                   f"per example: {lat.mlp_macs / 1e6:.2f} M MLP MACs, {_x(lat)} dense time, validation "
+                   f"per example: {lat.mlp_macs / 1e6:.2f} M MLP MACs, {time_vs_dense(lat)} dense time, validation "
                    f"{100 * lat.val_acc:.2f}%"
-                   + (f"; the MAC rule's model ({twin.method}): {twin.mlp_macs / 1e6:.2f} M, {_x(twin)}, validation "
-                      f"{100 * twin.val_acc:.2f}%" if twin else "") + ".")
+                   + (f"; the MAC rule's model ({twin.method}): {twin.mlp_macs / 1e6:.2f} M, "
+                      f"{time_vs_dense(twin)}, validation {100 * twin.val_acc:.2f}%" if twin else "") + ".")
     nested = sorted((r for r in results if r.settings.get("nested_fraction")),
                     key=lambda r: -r.settings["nested_fraction"])
     if nested:
         out.append("**One nested-rank model, truncated after training** (no training per rank): " + "; ".join(
-            f"ranks x{r.settings['nested_fraction']:g}: {r.mlp_macs / 1e6:.2f} M MLP MACs, {_x(r)} dense time, "
-            f"validation {100 * r.val_acc:.2f}%, test {_pp(r)}" for r in nested)
+            f"ranks x{r.settings['nested_fraction']:g}: {r.mlp_macs / 1e6:.2f} M MLP MACs, "
+            f"{time_vs_dense(r)} dense time, validation {100 * r.val_acc:.2f}%, test {acc_change(r)}" for r in nested)
             + (". Beside it, distilled one budget at a time: " + "; ".join(
                 f"{r.method}: {r.mlp_macs / 1e6:.2f} M MLP MACs, validation {100 * r.val_acc:.2f}%"
                 for r in folded if not r.settings.get("conv_ranks")) if folded else "") + ".")
@@ -216,10 +209,10 @@ def scratch_answers(results: list[Result]) -> list[str]:
                                  channels=None, init=None, nested_fraction=None)
                  if r.get("ranks") == s.get("ranks") and not r.settings.get("int8")]
         out.append(f"**Low-rank from the start** ({s.method}): the truncated model's shapes ({s.mlp_macs / 1e6:.2f} M "
-                   f"MLP MACs, {_x(s)} dense time) trained from a random init with the recipe for "
-                   f"{s.settings.get('finetune_steps')} steps: validation {100 * s.val_acc:.2f}%, test {_pp(s)}"
+                   f"MLP MACs, {time_vs_dense(s)} dense time) trained from a random init with the recipe for "
+                   f"{s.settings.get('finetune_steps')} steps: validation {100 * s.val_acc:.2f}%, test {acc_change(s)}"
                    + ("; truncated from the dense model instead: " + "; ".join(
-                       f"{t.method} validation {100 * t.val_acc:.2f}%, test {_pp(t)}" for t in twins)
+                       f"{t.method} validation {100 * t.val_acc:.2f}%, test {acc_change(t)}" for t in twins)
                       if twins else "; no truncated model of these shapes in this run") + ".")
     return out
 

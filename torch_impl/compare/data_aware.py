@@ -15,7 +15,7 @@ data this never does worse; ``tests/test_data_aware.py`` checks it.
 
 The same rule factors a convolution ``[out, in, k, k]``: the outputs are per-pixel vectors,
 ``A`` becomes a ``k x k`` convolution to ``r`` channels and ``B`` a ``1 x 1`` one
-(``conv_lowrank.LowRankConv2d``). Layers are compressed in order, each calibrated on the
+(``lowrank_conv.LowRankConv2d``). Layers are compressed in order, each calibrated on the
 inputs it receives from the already-compressed layers before it.
 """
 
@@ -26,10 +26,10 @@ import copy
 import torch
 from torch import nn
 
-from torch_impl.compare.conv_lowrank import LowRankConv2d
 from torch_impl.compare.rank_select import LayerSpectrum
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
+from torch_impl.lowrank_conv import LowRankConv2d
 
 
 def output_stats(model: nn.Module, layer_name: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

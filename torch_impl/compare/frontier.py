@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torch_impl.results import Result, candidates
+from torch_impl.measure.results import Result, candidates
+from torch_impl.measure.stats import SIGNIFICANCE, fmt_interval
 
-SIGNIFICANCE = 0.05
 # The recipe families added to push the front (recipes.py); the plot draws the front without them too.
 FRONTIER_FAMILIES = ("longer recovery", "nested ranks", "trunk compressed", "low-rank from the start")
 
@@ -86,8 +86,8 @@ def describe(name: str, v: dict[str, Any]) -> str:
 
     def cite(r: dict[str, Any]) -> str:
         lo, hi = r["d_acc_pp_interval"]
-        return (f"{r['method']} at {r['ratio']:.3f}x [{r['ratio_interval'][0]:.3f}, {r['ratio_interval'][1]:.3f}], "
-                f"test {r['d_acc_pp']:+.2f} pp [{lo:+.2f}, {hi:+.2f}], p = {r['mcnemar_p']:.2g}")
+        return (f"{r['method']} at {fmt_interval(r['ratio'], *r['ratio_interval'], unit='x')}, "
+                f"test {fmt_interval(r['d_acc_pp'], lo, hi, '+.2f', ' pp')}, p = {r['mcnemar_p']:.2g}")
     if v["met"]:
         return head + f"**met** by {cite(c)} (chosen on validation)."
     text = head + "**missed**; " + (f"the most accurate on validation within the limit: {cite(c)}" if c

@@ -87,7 +87,7 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
     model in eager, and torchao's ``Int8DynamicActivationInt8WeightConfig`` is meant for
     ``torch.compile``: in eager it was no faster than fp32 on this network's MLP, while torch.ao's
     int8 was ~3x faster. Under torch.compile, torchao wins, and the runtime matrix uses it there
-    (``torch_impl/int8.py``): the same int8 weights took 0.667x [0.570, 0.756] of torch.ao-eager's
+    (``torch_impl/deploy/int8.py``): the same int8 weights took 0.667x [0.570, 0.756] of torch.ao-eager's
     time at batch 10,000 and 2.11 vs 2.29 ms/example at batch 1 (runtime_matrix.py, 8 rounds,
     Intel Xeon, 2 cores; accuracy 70.36% vs 70.29%)."""
     if next(model.parameters()).device.type != "cpu":

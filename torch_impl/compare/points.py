@@ -34,7 +34,7 @@ from torch_impl.files import write_json
 POINT_FILE = "point.json"
 FAILED_FILE = "failed.json"
 CONFIG_FILE = "config.json"
-ROUNDS_FILE = "rounds.jsonl"  # the timing rounds of a run killed while timing (torch_impl.round_journal)
+ROUNDS_FILE = "rounds.jsonl"  # the timing rounds of a run killed while timing (torch_impl.measure.round_journal)
 
 
 def point_name(method: str) -> str:

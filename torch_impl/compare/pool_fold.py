@@ -36,7 +36,7 @@ from torch import nn
 def _check_foldable(conv: nn.Module, pool: nn.Module) -> None:
     if type(conv) is not nn.Conv2d:
         raise ValueError(f"fold_pools folds a plain nn.Conv2d, got {type(conv).__name__}; fold the pools "
-                         "before factorizing the convolutions (torch_impl.compare.conv_lowrank)")
+                         "before factorizing the convolutions (torch_impl.lowrank_conv)")
     k = conv.kernel_size
     if (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or k[0] != k[1] or k[0] % 2 == 0
             or conv.padding != (k[0] // 2, k[1] // 2) or conv.padding_mode != "zeros"):

@@ -20,15 +20,15 @@ from torch_impl.compare.data_aware import data_aware_compress, output_spectra
 from torch_impl.compare.finetune import finetune, zero_fraction
 from torch_impl.compare.from_scratch import RECIPE_STEPS, random_low_rank, train_from_scratch
 from torch_impl.compare.latency_table import measure as measure_latency
+from torch_impl.compare.nested_rank import NestedRanks, low_rank_layers, truncate
 from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.compare.rank_select import budget_ranks, energy_ranks, ranks_macs
-from torch_impl.cost import count_macs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import MLP_CHUNK
 from torch_impl.lowrank import compress_model, model_svds
+from torch_impl.measure.cost import count_macs
 from torch_impl.model import CONV_LAYERS, DEFAULT_POOLING, check_pooling
-from torch_impl.nested_rank import NestedRanks, low_rank_layers, truncate
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Recipe:
     name: str  # for display only: the report selects rows by ``settings``
     family: str  # groups points on the Pareto plot
     build: Builder
-    settings: dict[str, Any]  # what the recipe does, as ``torch_impl.results.SETTING_KEYS`` name it
+    settings: dict[str, Any]  # what the recipe does, as ``torch_impl.measure.results.SETTING_KEYS`` name it
     finetune_steps: int = 0
     distill: bool = False  # fine-tune from the dense model's soft labels (torch_impl.compare.distill)
     int8: bool = False
@@ -177,7 +177,7 @@ def _by_latency(mac_budget: int) -> tuple[Builder, dict[str, Any]]:
 
 def _nested(budget: int, fraction: float, steps: int) -> tuple[Builder, dict[str, Any]]:
     """Folded pools and a ``budget``-MAC data-aware MLP, distilled once with nested ranks
-    (``torch_impl.nested_rank``, cosine rate), then truncated to ``fraction`` of each layer's
+    (``torch_impl.compare.nested_rank``, cosine rate), then truncated to ``fraction`` of each layer's
     rank with no further training. Every fraction of one budget shares the one fine-tune."""
     def build(ctx: Context) -> tuple[nn.Module, dict]:
         folded_build, _ = _folded(budget)

@@ -14,7 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from torch_impl.results import Result, candidates, dense_of
+from torch_impl.measure.results import Result, candidates, dense_of
+from torch_impl.measure.stats import fmt_interval
 
 BUDGETS = (0.5, 0.25)  # time over dense fp32 eager's, batch 10,000
 WITHIN_PP = 1.0  # validation accuracy points below dense's for the "fastest close to dense" row
@@ -67,8 +68,8 @@ def recommendation(results: list[Result], out_dir: str | Path) -> list[dict[str,
     return rows
 
 
-def _x(v: list[float] | None) -> str:
-    return "not timed" if v is None else f"{v[0]:.3f}x [{v[1]:.3f}, {v[2]:.3f}]"
+def _ratio_cell(v: list[float] | None) -> str:
+    return "not timed" if v is None else fmt_interval(*v, unit="x")
 
 
 def recommendation_table(rows: list[dict[str, Any]]) -> str:
@@ -83,6 +84,6 @@ def recommendation_table(rows: list[dict[str, Any]]) -> str:
             continue
         d, lo, hi = r["test_diff_pp"]
         saved = f"`{r['model_dir']}`" if r["model_dir"] else "not saved"
-        out.append(f"| {r['budget']} | {r['method']} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
-                   + " | ".join(_x(r.get(f"ratio_b{b}")) for b in sizes) + f" | {saved} |")
+        out.append(f"| {r['budget']} | {r['method']} | {fmt_interval(d, lo, hi, '+.2f')} | "
+                   + " | ".join(_ratio_cell(r.get(f"ratio_b{b}")) for b in sizes) + f" | {saved} |")
     return "\n".join(out)

@@ -12,13 +12,16 @@ from typing import Any
 
 import matplotlib
 
+from torch_impl.measure.stats import fmt_interval
+from torch_impl.measure.text import ratio_text
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torch_impl.compare.answers import pareto_front, plain_svd  # noqa: E402
 from torch_impl.compare.frontier import FRONTIER_FAMILIES, describe, frontier  # noqa: E402
 from torch_impl.files import atomic_path, write_text  # noqa: E402
-from torch_impl.results import Result, candidates, dense_of  # noqa: E402
+from torch_impl.measure.results import Result, candidates, dense_of  # noqa: E402
 
 WITHIN_PP_AT_SVD_LATENCY = 0.5  # target 1: this close to dense at plain SVD f=0.2's latency
 WITHIN_PP_AT_QUARTER = 1.5  # target 2: this close to dense at a quarter of its latency
@@ -92,9 +95,6 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
     return path
 
 
-def _fmt_ratio(r: Result, b: int) -> str:
-    lo, hi = r.ratio_interval(b)
-    return f"{r.ratio(b):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def table(results: list[Result], batch_sizes: tuple[int, int]) -> str:
@@ -115,7 +115,7 @@ def table(results: list[Result], batch_sizes: tuple[int, int]) -> str:
         name = f"[{r.method}]({r.get('model_dir')})" if r.get("model_dir") else r.method  # a saved model's files
         out.append(
             f"| {i} | {name} | {100 * r.val_acc:.2f} | {100 * r.test_acc:.2f} | {diff} | {p} | "
-            f"{_fmt_ratio(r, big)} | {r.latency_us[big]:.1f} | {_fmt_ratio(r, small)} | {r.latency_us[small]:.0f} | "
+            f"{ratio_text(r, big)} | {r.latency_us[big]:.1f} | {ratio_text(r, small)} | {r.latency_us[small]:.0f} | "
             f"{roof} | {r.total_macs / 1e6:.2f} | {r.params / 1e6:.2f} | {stored} | "
             f"{'' if read is None else f'{read / 1e6:.1f}'} |")
     return "\n".join(out)
@@ -164,9 +164,9 @@ def _line(name: str, v: dict[str, Any], within_pp: float) -> str:
     lo, hi = v["d_acc_pp_interval"]
     miss = "" if v["met"] else f", {-v['d_acc_pp'] - within_pp:.2f} pp beyond the line"
     return (f"- {name}: **{'met' if v['met'] else 'missed'}** ({v['decided']}{miss}); chosen on validation: "
-            f"{v['best']} at {v['ratio']:.3f}x [{v['ratio_interval'][0]:.3f}, {v['ratio_interval'][1]:.3f}] "
+            f"{v['best']} at {fmt_interval(v['ratio'], *v['ratio_interval'], unit='x')} "
             f"dense time, validation {100 * v['val_acc']:.2f}%, test {100 * v['test_acc']:.2f}% "
-            f"({v['d_acc_pp']:+.2f} pp [{lo:+.2f}, {hi:+.2f}], McNemar p = {v['mcnemar_p']:.2g}).")
+            f"({fmt_interval(v['d_acc_pp'], lo, hi, '+.2f', ' pp')}, McNemar p = {v['mcnemar_p']:.2g}).")
 
 
 def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int], plot: Path,

@@ -2,7 +2,7 @@
 
 ``scripts/compare_methods.py`` parses flags and calls these in order; tests call them directly.
 Every row is scored and timed through the same functions as the sweep's points
-(``torch_impl.sweep``); the dense model's row comes first and its A/A control second.
+(``torch_impl.measure.sweep``); the dense model's row comes first and its A/A control second.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from torch_impl.compare.report import pareto_plot, targets, write_report
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
 from torch_impl.inference import accuracy
-from torch_impl.results import CONTROL_FAMILY, Result
-from torch_impl.roofline import measure_roofline
-from torch_impl.sweep import control_result, evaluate_into, time_into, timing_summary, write_results
+from torch_impl.measure.latency import DEFAULT_TIMING, TimingProtocol
+from torch_impl.measure.results import CONTROL_FAMILY, Result, write_results
+from torch_impl.measure.roofline import measure_roofline
+from torch_impl.measure.score import control_result, evaluate_into, time_into, timing_summary
 
 
 def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:
@@ -111,9 +112,9 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
                    test: tuple[torch.Tensor, torch.Tensor], progress: bool = True,
                    on_row: Callable[[Result], None] | None = None, roofline: bool = True,
                    models_dir: Path | None = None, save: str = "front", points: Points | None = None,
-                   **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                   protocol: TimingProtocol = DEFAULT_TIMING) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The dense row, its A/A control, then one row per recipe; returns the rows and the timing
-    summary (``sweep.timing_summary``, plus ``failures``: the recipes that raised, each with its
+    summary (``score.timing_summary``, plus ``failures``: the recipes that raised, each with its
     error; the others are measured as usual). With ``models_dir``, the ``save`` rows' models are
     written there once measured (``save_models``). With ``points``, each recipe's model is kept
     as soon as it is built and a finished one is loaded instead of built (``compare.points``).
@@ -121,7 +122,7 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     Each recipe's model is built (its fine-tune sees the training split without the validation
     images), scored on the validation split, where every choice is made, and then on the test
     split once; when all are built, all are timed together in interleaved rounds
-    (``torch_impl.latency``) on the test images. ``on_row`` sees each result once scored.
+    (``torch_impl.measure.latency``) on the test images. ``on_row`` sees each result once scored.
     """
     batch_sizes = batch_sizes_for(len(test[1]))
     dense = Result("dense", "dense", float("nan"))
@@ -146,7 +147,7 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     roof = (measure_roofline(next(ctx.dense.parameters()).device, dense.measured["weight_bytes_read"])
             if roofline else None)
     journal = points.root / ROUNDS_FILE if points is not None else None  # a kill during timing keeps its rounds
-    rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, journal=journal, **protocol)
+    rounds = time_into(entries, test[0], batch_sizes, roof, progress=progress, journal=journal, protocol=protocol)
     if models_dir is not None:
         save_models(entries, models_dir, save, test[0])
     summary = {**timing_summary(rounds, entries[1][0], roof), "failures": failures}

@@ -1,9 +1,9 @@
 """Side by side: the training step with the l2 log value as pow-sum (stop 24) and as dot products (now)."""
 import statistics, sys, numpy as np, torch
-from torch_impl.runtime import flush_denormals
+from torch_impl.cli.process import flush_denormals
 flush_denormals()
 import torch_impl.lit_module as lm
-from torch_impl.train_bench import step_times, _result, format_rows, AA_SUFFIX
+from torch_impl.measure.train_bench import step_times, _result, format_rows, AA_SUFFIX
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.training import config_from_preset
 from dataclasses import replace

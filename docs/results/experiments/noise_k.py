@@ -1,11 +1,11 @@
 """Per-call noise at batch 10,000: dense vs a deep copy, alternating A,B x3 per round."""
 import copy, json, sys, time
 import numpy as np, torch
-from torch_impl.runtime import flush_denormals
+from torch_impl.cli.process import flush_denormals
 flush_denormals()
 from torch_impl.checkpoint import load_model
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.latency import torch_calls, relayout
+from torch_impl.measure.latency import torch_calls, relayout
 R = int(sys.argv[1])
 dense, _ = load_model("runs/cpu_seed42/model.pt")
 images = torch.from_numpy(CIFAR10DataModule(None).numpy_splits()["test"][0])

@@ -16,8 +16,8 @@ import torch
 from torch_impl.checkpoint import load_model
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import MLP_CHUNK, predict
-from torch_impl.latency import relayout
-from torch_impl.runtime import flush_denormals
+from torch_impl.measure.latency import relayout
+from torch_impl.cli.process import flush_denormals
 
 flush_denormals()
 R = int(sys.argv[1])

@@ -1,7 +1,7 @@
 """Where a training step's time goes (batch 128, 2 cores): each part timed alone, 20 reps."""
 import time, sys
 import torch, torch.nn.functional as F
-from torch_impl.runtime import flush_denormals
+from torch_impl.cli.process import flush_denormals
 flush_denormals()
 from torch_impl.model import build_model
 from torch_impl.lit_module import l2_term

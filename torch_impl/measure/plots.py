@@ -1,6 +1,6 @@
 """Sweep plots (matplotlib, PNG): accuracy vs rank, latency vs rank, accuracy vs latency.
 
-They take plain result rows (``torch_impl.sweep`` schema), so the torch and JAX sweeps
+They take plain result rows (``torch_impl.measure.sweep`` schema), so the torch and JAX sweeps
 draw the same figures; several row sets overlay (e.g. both frameworks).
 """
 

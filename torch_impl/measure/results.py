@@ -5,20 +5,22 @@ was done to the model (``settings``: the rule, the budget, the mode, ...), never
 display name in ``method``. On disk (CSV, JSON) a result is one flat row, ``to_row``; the
 JAX sweep writes the same keys without importing this module, and ``from_row`` reads both.
 
-Latency (``torch_impl.latency``): ``latency_us[b]`` is the median per-example time at batch
+Latency (``torch_impl.measure.latency``): ``latency_us[b]`` is the median per-example time at batch
 size ``b``; ``latency_ratio[b]`` is this model's time over the dense model's, from interleaved
 rounds (below 1: faster than dense), with its 95% interval in ``latency_ratio_lo/hi``.
 Accuracy: ``test_acc`` and, where decisions are made, ``val_acc``; differences to dense with
-their intervals and McNemar p-values sit in ``measured`` (``torch_impl.stats``).
+their intervals and McNemar p-values sit in ``measured`` (``torch_impl.measure.stats``).
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch_impl.files import atomic_path, write_json
 
 # Keys of a row that say how the model was made; every other unknown key is a measurement.
 SETTING_KEYS = ("framework", "pooling", "mode", "rank_fraction", "ranks", "rule", "energy", "mlp_budget", "data_aware",
@@ -94,27 +96,6 @@ def sweep_method(mode: str, fraction: float | None) -> str:
     return "dense" if mode == "dense" else f"{mode} f={fraction:g}"
 
 
-def stored_bytes(model: nn.Module) -> int:
-    """Bytes of the tensors in ``model``'s state dict, each at its stored element size (int8
-    weights one byte; a dynamically quantized layer stores its weight and bias as a tuple)."""
-    def size(value: Any) -> int:
-        if isinstance(value, (tuple, list)):
-            return sum(size(v) for v in value)
-        return value.numel() * value.element_size() if hasattr(value, "element_size") else 0
-    return sum(size(v) for v in model.state_dict().values())
-
-
-def stored_params(model: nn.Module) -> int:
-    """Weight and bias elements as stored: parameters, plus the packed weights of dynamically
-    quantized layers (which ``model.parameters()`` does not list)."""
-    total = sum(p.numel() for p in model.parameters())
-    for m in model.modules():
-        packed = getattr(m, "_packed_params", None)
-        if packed is not None and hasattr(packed, "_weight_bias"):
-            total += sum(t.numel() for t in packed._weight_bias() if t is not None)
-    return total
-
-
 def find(results: list[Result], **settings: Any) -> list[Result]:
     """The results whose settings have these values (a missing setting counts as None)."""
     return [r for r in results if all(r.settings.get(k) == v for k, v in settings.items())]
@@ -131,3 +112,35 @@ def control_of(results: list[Result]) -> Result | None:
 def candidates(results: list[Result]) -> list[Result]:
     """The compressed models: neither the dense model nor its A/A control."""
     return [r for r in results if r.family not in ("dense", CONTROL_FAMILY)]
+
+
+CSV_FIELDS = ("method", "family", "framework", "pooling", "mode", "rank_fraction", "test_acc", "test_diff",
+              "test_diff_lo", "test_diff_hi", "test_mcnemar_p", "latency_ratio_b10000", "latency_ratio_lo_b10000",
+              "latency_ratio_hi_b10000", "latency_us_b10000", "latency_iqr_us_b10000", "latency_ratio_b1",
+              "latency_ratio_lo_b1", "latency_ratio_hi_b1", "latency_us_b1", "latency_iqr_us_b1",
+              "roofline_fraction_b10000", "roofline_fraction_b1", "params", "bytes", "mlp_macs", "total_macs", "ranks")
+
+
+def _ranks_text(ranks: list | dict | None) -> str:
+    """Ranks as one CSV cell: ``3000 dense 8`` (a list) or ``classifier.0:64 ...`` (a dict)."""
+    if ranks is None:
+        return ""
+    if isinstance(ranks, dict):
+        return " ".join(f"{k}:{'dense' if v is None else v}" for k, v in ranks.items())
+    return " ".join("dense" if x is None else str(x) for x in ranks)
+
+
+def write_results(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[str, Any],
+                  stem: str = "sweep") -> tuple[Path, Path]:
+    """``<stem>.csv`` (one row per point) and ``<stem>.json`` (rows plus provenance)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fields = list(CSV_FIELDS) + sorted({k for r in rows for k in r} - set(CSV_FIELDS))
+    csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "ranks": _ranks_text(r.get("ranks"))})
+    write_json(json_path, {**meta, "rows": rows})
+    return csv_path, json_path

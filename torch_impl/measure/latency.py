@@ -1,46 +1,28 @@
 """Per-example inference latency, timed the same way for every model, in interleaved rounds.
 
-The take-home defines inference time as "the average time to compute the prediction for
-all examples in the test set": one call predicts a whole batch (the 10,000 test images,
-and batch 1) after warm-up, synchronized on GPU.
+The take-home's definition: one call predicts a whole batch (the 10,000 test images, and
+batch 1) after warm-up, synchronized on a GPU; its time over the batch size is the latency.
+The rules, each with the measurement that set it (the runs: ``docs/results/experiments/``):
 
-A shared machine's speed drifts by tens of percent within minutes, so models timed minutes
-apart cannot be compared. Here every model is timed in rounds, and within a round each model
-is timed right beside the reference: for every (model, batch size), in a freshly shuffled
-order, one call of the reference and one of the model, back to back, which of the two goes
-first drawn at random. A round's ratio of the model's time to the reference's is then taken
-over a few seconds, not across the whole round. Measured on this 2-core machine at batch
-10,000 (the comparison's 25 models, 128 rounds): the log ratio of a model to the reference
-timed anywhere in the same round varied by 0.17-0.20 (sd) from round to round, and by 0.07
-when the two calls were adjacent (25 rounds of dense beside a deep copy), so one adjacent
-pair carries about as much information as 7 rounds of the old kind and costs about 3x one.
-Rounds continue until each model's ratio has a 95% bootstrap interval
-(``torch_impl.stats.ratio_interval``) no wider than +-``target`` at the first batch size, or
-until a time cap, which is reported. Callers add an A/A control (a copy of the reference
-timed as another model): its interval should contain 1.0, and ``aa_check`` says loudly when
-it does not. Two models other than the reference compare through their per-round ratios to
-it (``Rounds.ratio``).
-
-Where a model's weights sit in memory changes its speed by a few percent (page and cache-set
-alignment, transparent huge pages), and a placement chosen once would bias every round the
-same way: a deep copy of the dense model read 1.018x and then 1.020x dense in two long runs,
-with intervals narrowing around the offset. So before every round each model's tensors are
-moved to fresh allocations (``relayout``), so that placement varies between rounds instead of
-holding for a whole run, the idea of Stabilizer (Curtsinger & Berger, ASPLOS 2013); with it,
-the next 128-round run read the copy at 1.011x [0.978, 1.046].
-
-Adjacent whole calls still leave seconds of the host's drift in each pair: a batch-10,000
-call lasts 2-4 s, and the same model's calls ranged 2.3-4.5 s within minutes. So on CPU a
-pair at a large batch runs the two models interleaved slice by slice: the batch goes through
-in slices of ``SLICE_ROWS`` images (one MLP chunk, so each slice runs the kernels a whole
-call runs), the two models alternating with the order drawn per slice, and each model's time
-is the sum of its slices' (``call.slices``). Measured here (``docs/results/experiments/
-slice_noise.py``, 25 rounds of dense beside a deep copy, both ways in each round): per-round
-log-ratio sd 0.162 with whole calls, 0.054 interleaved by slice, at the same per-call time
-(3.24 and 3.17 s): 9x fewer rounds for the same interval. It also removes an asymmetry of
-whole-call pairs: there the reference often follows a call of itself while every other model
-follows a different model, and two 35-round runs read dense-sized models at 1.033-1.042x;
-interleaved, each slice of either model follows a slice of the other.
+- **Pairs.** A shared machine's speed drifts by tens of percent within minutes, so within a
+  round each model is timed right beside a call of the reference (the dense model), the pair's
+  order drawn at random, and only the ratio of the two is used: adjacent calls cut the
+  round-to-round sd of the log ratio at batch 10,000 from 0.17-0.20 to 0.07.
+- **Slices.** On CPU, above ``SLICE_ROWS`` images the two calls of a pair run interleaved slice
+  by slice (the order drawn per slice), each model's time the sum of its slices': sd 0.054
+  against 0.162 for whole calls at the same cost, so 9x fewer rounds for one interval.
+- **Relayout.** Before every round each model's tensors move to fresh allocations
+  (``relayout``; Stabilizer, Curtsinger & Berger 2013), so that where weights sit in memory
+  varies between rounds instead of biasing a whole run (a fixed placement read a deep copy of
+  dense at 1.018-1.020x, intervals narrowing around the offset).
+- **Stopping.** Rounds continue until every ratio's 95% bootstrap interval
+  (``stats.ratio_interval``) is within +-``target`` at the first batch size, or the round or
+  time cap of the ``TimingProtocol``, which is reported.
+- **Racing** (optional): after ``min_rounds`` a model stops being timed once its interval is
+  within the target, or once a model at least as accurate on validation is faster even at the
+  ends of both intervals (``_retirement``).
+- **Control.** Callers add an A/A control (a copy of the reference timed as another model);
+  ``aa_check`` says loudly when its interval excludes 1.0.
 """
 
 from __future__ import annotations
@@ -58,12 +40,13 @@ from torch.utils.benchmark import Timer
 from tqdm.auto import tqdm
 
 from torch_impl.inference import INFERENCE_METHOD, MLP_CHUNK, inference_chunk, predict
-from torch_impl.round_journal import RoundJournal
-from torch_impl.stats import ratio_interval, relative_halfwidth
+from torch_impl.measure.round_journal import RoundJournal
+from torch_impl.measure.stats import fmt_interval, ratio_interval, relative_halfwidth
 
 DEFAULT_BATCH_SIZES = (10_000, 1)
 TARGET_HALFWIDTH = 0.03  # the ratio's 95% interval: +-3% at the first batch size
 MIN_ROUNDS, MAX_ROUNDS = 5, 60
+TIME_CAP_S = 1800.0
 SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of calls instead of one
 SMALL_BATCH_CALLS = 20
 SLICE_ROWS = MLP_CHUNK  # a large batch's pair alternates models every slice of this many images
@@ -78,6 +61,29 @@ PROTOCOL = (f"interleaved rounds (before each round every model's tensors move t
             "rounds' ratios of adjacent calls, 95% percentile-bootstrap interval over rounds")
 
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """When interleaved timing stops: every ratio's 95% interval within +-``target`` at the first
+    batch size (after at least ``min_rounds``), or ``max_rounds``, or ``time_cap_s`` of rounds."""
+
+    target: float = TARGET_HALFWIDTH
+    min_rounds: int = MIN_ROUNDS
+    max_rounds: int = MAX_ROUNDS
+    time_cap_s: float = TIME_CAP_S
+
+    def __post_init__(self) -> None:
+        if not self.target > 0 or not self.time_cap_s > 0:
+            raise ValueError(f"target and time cap must be above 0, got {self.target} and {self.time_cap_s}")
+        if not 1 <= self.min_rounds <= self.max_rounds:
+            raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {self.min_rounds} and {self.max_rounds}")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+DEFAULT_TIMING = TimingProtocol()
 
 
 def sync(device: torch.device) -> None:
@@ -209,6 +215,7 @@ class Rounds:
     threads: int = field(default_factory=torch.get_num_threads)
     method: str = f"{PROTOCOL}; each call: {INFERENCE_METHOD}"
     retired: dict[str, str] = field(default_factory=dict)  # name -> why racing stopped timing it
+    protocol: TimingProtocol = field(default_factory=TimingProtocol)
 
     def relative(self, name: str, batch_size: int) -> np.ndarray:
         """Per round, ``name``'s time over the reference's call beside it (the reference: ones)."""
@@ -242,25 +249,24 @@ def _retirement(name: str, intervals: dict[str, tuple[float, float, float]], acc
     clearly off the front, i.e. some model at least as accurate on validation is faster by more
     than the target even at the ends of both intervals (``name``'s low end above the other's high
     end times 1 + ``target``). Models without an accuracy (controls) retire by their interval only."""
-    est, lo, hi = intervals[name]
-    if relative_halfwidth(est, lo, hi) <= target:
+    mid, lo, hi = intervals[name]
+    if relative_halfwidth(mid, lo, hi) <= target:
         return f"interval within +-{100 * target:g}%"
     if name not in accuracy or np.isnan(lo):
         return None
-    for other, (_, o_lo, o_hi) in intervals.items():
+    for other, (o_mid, o_lo, o_hi) in intervals.items():
         if other != name and accuracy.get(other, -1.0) >= accuracy[name] and lo > o_hi * (1 + target):
             return (f"off the front: {labels.get(other, other)} is at least as accurate on validation and faster "
-                    f"([{lo:.3f}, {hi:.3f}] against [{o_lo:.3f}, {o_hi:.3f}])")
+                    f"({fmt_interval(mid, lo, hi, unit='x')} against {fmt_interval(o_mid, o_lo, o_hi, unit='x')})")
     return None
 
 
-def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: float = TARGET_HALFWIDTH,
-                     min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS, time_cap_s: float = 1800.0,
+def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol: TimingProtocol = DEFAULT_TIMING,
                      seed: int = 0, progress: bool = True, journal: RoundJournal | None = None,
                      race: bool = False, accuracy: dict[str, float] | None = None,
                      labels: dict[str, str] | None = None) -> Rounds:
     """Time every model's calls in shuffled rounds, each beside a call of ``reference``, until
-    each ratio to it at the first batch size is known to +-``target`` (95%), or the cap.
+    the ``protocol`` stops them (each ratio to it at the first batch size known to +-its target).
     ``calls``: name -> batch size -> call (``torch_calls``, or any framework's synchronized
     call). With ``journal``, each finished round is kept there, and an interrupted run's rounds
     found there are continued (``max_rounds`` counts them; ``time_cap_s`` is this run's).
@@ -273,8 +279,8 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     ``labels``: names to use for the models in the reasons (default: their keys)."""
     if reference not in calls:
         raise ValueError(f"the reference {reference!r} is not among the timed models {list(calls)}")
-    if not 1 <= min_rounds <= max_rounds:
-        raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {min_rounds} and {max_rounds}")
+    target, min_rounds, max_rounds, time_cap_s = (protocol.target, protocol.min_rounds, protocol.max_rounds,
+                                                  protocol.time_cap_s)
     accuracy = dict(accuracy or {})
     batch_sizes = list(calls[reference])
     big = batch_sizes[0]
@@ -379,7 +385,7 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, target: 
     raw = {name: {b: times[name, b] for b in batch_sizes} for name in calls}
     raw_paired = {name: {b: paired[name, b] for b in batch_sizes} for name in others}
     return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw, raw_paired,
-                  retired=retired)
+                  retired=retired, protocol=protocol)
 
 
 def aa_check(stats: dict[int, LatencyStats]) -> str | None:
@@ -388,7 +394,8 @@ def aa_check(stats: dict[int, LatencyStats]) -> str | None:
     if not bad:
         return None
     return ("WARNING: the A/A control (a copy of the dense model timed as another model) reads "
-            + "; ".join(f"{s.ratio:.3f}x [{s.ratio_lo:.3f}, {s.ratio_hi:.3f}] at batch {s.batch_size}" for s in bad)
+            + "; ".join(f"{fmt_interval(s.ratio, s.ratio_lo, s.ratio_hi, unit='x')} at batch {s.batch_size}"
+                        for s in bad)
             + ": its interval excludes 1.0, so this run's timing noise is larger than its intervals say; "
               "do not trust ratios this close to 1, and rerun with more rounds (--max-rounds, --time-cap) "
               "on a quieter machine")

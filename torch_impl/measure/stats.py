@@ -1,7 +1,7 @@
 """Intervals and tests for the numbers the sweep and the comparison report.
 
 - Latency ratios: per-round ratios of a model's time to the reference's, from interleaved
-  rounds (``torch_impl.latency``); the estimate is the 20%-trimmed mean of their logarithms,
+  rounds (``torch_impl.measure.latency``); the estimate is the 20%-trimmed mean of their logarithms,
   exponentiated (a geometric mean that ignores the fifth of rounds at either end: single
   calls here vary by ~7% and now and then by 30% when the machine is disturbed, which a plain
   mean follows and a median needs ~1.5x more rounds to average away), and the 95% interval a
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import binomtest, trim_mean
+
+SIGNIFICANCE = 0.05  # McNemar p below this: an accuracy differs from dense's
 
 N_BOOT = 2000
 CONFIDENCE = 0.95
@@ -87,3 +89,9 @@ def accuracy_diff(model_correct: np.ndarray, reference_correct: np.ndarray, n_bo
     diffs = (counts[:, 2] - counts[:, 0]) / n
     p = binomtest(min(only_m, only_r), only_m + only_r, 0.5).pvalue if only_m + only_r else 1.0
     return AccuracyDiff((only_m - only_r) / n, *_percentiles(diffs), only_r, only_m, float(p))
+
+
+def fmt_interval(value: float, lo: float, hi: float, spec: str = ".3f", unit: str = "") -> str:
+    """``0.512x [0.498, 0.526]``: a value, its unit, and its interval, the one format of every
+    table and report line (``spec`` as in ``format``: ``+.2f`` for differences in pp)."""
+    return f"{value:{spec}}{unit} [{lo:{spec}}, {hi:{spec}}]"

@@ -1,7 +1,7 @@
 """The runtime matrix: every model in torch eager, torch.compile and ONNX Runtime, timed together.
 
 "Does low rank speed inference up?" depends on the runtime that runs it. Each model here runs
-three ways, all in one set of interleaved rounds (``torch_impl.latency``), and each model's
+three ways, all in one set of interleaved rounds (``torch_impl.measure.latency``), and each model's
 ratio to dense is taken *within* a runtime (per round, its ratio to eager dense over dense's
 in the same runtime: ``latency.Rounds.ratio``), with a bootstrap interval over rounds:
   eager        the project's path (``inference.predict``: the trunk in chunks of 256 images,
@@ -9,7 +9,7 @@ in the same runtime: ``latency.Rounds.ratio``), with a bootstrap interval over r
   compile      ``torch.compile`` (Inductor, ``dynamic=True`` so one graph serves every chunk
                and batch size) of the trunk and of the MLP, in the same chunks as eager;
                ``torch._dynamo.explain`` counts graph breaks
-  onnxruntime  the file ``torch_impl.export`` writes, on ONNX Runtime's CPU provider with its
+  onnxruntime  the file ``torch_impl.deploy.export`` writes, on ONNX Runtime's CPU provider with its
                full graph optimizations and as many intra-op threads as torch uses, in calls of
                ``ORT_CHUNK`` images (its memory arena keeps the largest call's activations for
                the session's life; a run feeding six sessions 10,000 images per call died
@@ -18,7 +18,7 @@ in the same runtime: ``latency.Rounds.ratio``), with a bootstrap interval over r
                multiplied back (``export.check_export``)
 A model that cannot run in a runtime gets no row there, and the reason is recorded: int8 from
 ``torch.ao`` runs in eager only; its "compile" row is the same weights on torchao's int8 path
-(``torch_impl.int8``) under ``torch.compile``, so the two int8 paths meet in one set of rounds.
+(``torch_impl.deploy.int8``) under ``torch.compile``, so the two int8 paths meet in one set of rounds.
 An A/A control (``AA_NAME``, a copy of dense, eager) shows the rounds' own noise: its interval
 should contain 1.0, and the summary carries a loud warning when it does not.
 
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_impl.export import check_export, export_model, runner
+from torch_impl.deploy.export import check_export, export_model, runner
+from torch_impl.deploy.int8 import as_torchao_int8, has_dynamic_int8
 from torch_impl.inference import MLP_CHUNK, _chunked, inference_chunk, predict
-from torch_impl.int8 import as_torchao_int8, has_dynamic_int8
-from torch_impl.latency import Call, aa_check, time_interleaved, torch_calls
+from torch_impl.measure.latency import DEFAULT_TIMING, Call, TimingProtocol, aa_check, time_interleaved, torch_calls
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 ORT_CHUNK = 1000
@@ -82,7 +82,7 @@ def _call(fn: Predict, batch: np.ndarray) -> Call:
 
 def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.ndarray, work_dir: Path,
                    batch_sizes: list[int], reference: str = "dense", progress: bool = True,
-                   **protocol: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                   protocol: TimingProtocol = DEFAULT_TIMING) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One row per (model, runtime): test accuracy, per-example medians, the ratio to
     ``reference`` in the same runtime with its 95% interval; and the timing summary."""
     if reference not in models:
@@ -124,7 +124,7 @@ def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.
                 calls[f"{name}|{rt}"] = {b: _call(fns[rt], images[:b]) for b in batch_sizes}
         for rt, fn in fns.items():
             rows[f"{name}|{rt}"]["test_acc"] = float((fn(images).argmax(1) == labels).mean())
-    rounds = time_interleaved(calls, f"{reference}|eager", progress=progress, **protocol)
+    rounds = time_interleaved(calls, f"{reference}|eager", progress=progress, protocol=protocol)
     out = []
     for key, row in rows.items():
         name, rt = key.split("|")

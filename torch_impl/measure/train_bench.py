@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.lit_module import LitClassifier
-from torch_impl.stats import ratio_interval
+from torch_impl.measure.stats import ratio_interval
 from torch_impl.training import TrainConfig, make_trainer
 
 AA_SUFFIX = " (A/A)"

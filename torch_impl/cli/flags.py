@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from torch_impl.process import stop_on_signals
-from torch_impl.rundir import OutDirError, own_out_dir
+from torch_impl.cli.process import stop_on_signals
+from torch_impl.cli.rundir import OutDirError, own_out_dir
+from torch_impl.measure.latency import TimingProtocol
 
 T = TypeVar("T")
 
@@ -153,21 +154,21 @@ def positive_float(text: str) -> float:
 
 
 def add_timing_args(p: argparse.ArgumentParser, time_cap_s: float) -> None:
-    """The latency protocol's flags (``torch_impl.latency.time_interleaved``)."""
-    p.add_argument("--target", type=positive_float, default=0.03,
+    """The flags of a ``TimingProtocol``, its defaults but for the script's time cap."""
+    d = TimingProtocol()
+    p.add_argument("--target", type=positive_float, default=d.target,
                    help="stop timing when every ratio to dense has a 95%% interval within +-this share")
-    p.add_argument("--min-rounds", type=positive_int, default=5,
+    p.add_argument("--min-rounds", type=positive_int, default=d.min_rounds,
                    help="rounds every model is timed in before any stops (an interval needs a few)")
-    p.add_argument("--max-rounds", type=positive_int, default=60, help="rounds at most")
+    p.add_argument("--max-rounds", type=positive_int, default=d.max_rounds, help="rounds at most")
     p.add_argument("--time-cap", type=positive_float, default=time_cap_s,
-                   help=f"seconds of timing rounds at most (default {time_cap_s:g}); a warning says if it stopped them")
+                   help="seconds of timing rounds at most; a warning says if it stopped them")
 
 
-def timing_protocol(args: argparse.Namespace) -> dict:
+def timing_protocol(args: argparse.Namespace) -> TimingProtocol:
     if args.min_rounds > args.max_rounds:
         raise ValueError(f"--min-rounds {args.min_rounds} exceeds --max-rounds {args.max_rounds}; lower it")
-    return {"target": args.target, "min_rounds": args.min_rounds, "max_rounds": args.max_rounds,
-            "time_cap_s": args.time_cap}
+    return TimingProtocol(args.target, args.min_rounds, args.max_rounds, args.time_cap)
 
 
 class InputError(SystemExit):

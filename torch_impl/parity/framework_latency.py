@@ -5,7 +5,7 @@ at a time, the MLP 1,024 rows at a time) while ``jax_ref`` runs the whole batch 
 call, so the curves' latencies compare two ways of running as much as two frameworks. Here
 each point runs in both frameworks both ways, the whole batch in one call and the same
 chunks of ``FAIR_CHUNK`` images through the whole network, plus torch's harness way, all in
-one set of interleaved rounds (``torch_impl.latency``), and each torch/JAX ratio gets a
+one set of interleaved rounds (``torch_impl.measure.latency``), and each torch/JAX ratio gets a
 bootstrap interval over the rounds.
 
 Shapes: images ``[B, 32, 32, 3]`` uint8 in both frameworks; logits ``[B, 10]``.
@@ -21,7 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_impl.latency import PROTOCOL, Call, sync, time_interleaved, torch_calls
+from torch_impl.measure.latency import (
+    DEFAULT_TIMING,
+    PROTOCOL,
+    Call,
+    TimingProtocol,
+    sync,
+    time_interleaved,
+    torch_calls,
+)
 
 FAIR_CHUNK = 256
 WAYS = {"whole": "whole batch in one call", "chunked": f"chunks of {FAIR_CHUNK} images through the whole network"}
@@ -58,7 +66,7 @@ def jax_call(apply_fn: Callable, params: Any, images: np.ndarray, chunk: int | N
 
 
 def fair_latency(torch_models: dict[str, nn.Module], jax_models: dict[str, tuple[Callable, Any]],
-                 images: np.ndarray, batch_size: int, progress: bool = True, **protocol: Any
+                 images: np.ndarray, batch_size: int, progress: bool = True, protocol: TimingProtocol = DEFAULT_TIMING
                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per point (the keys of both dicts) and way, torch's and JAX's per-example medians and
     torch's time over JAX's with its 95% interval; and the timing summary."""
@@ -73,7 +81,7 @@ def fair_latency(torch_models: dict[str, nn.Module], jax_models: dict[str, tuple
             calls[f"{point}|torch|{way}"] = {batch_size: torch_call(model, tb, chunk)}
             calls[f"{point}|jax|{way}"] = {batch_size: jax_call(*jax_models[point], batch, chunk)}
     reference = next(iter(calls))
-    rounds = time_interleaved(calls, reference, progress=progress, **protocol)
+    rounds = time_interleaved(calls, reference, progress=progress, protocol=protocol)
     us = lambda name: rounds.stats[name][batch_size].per_example_us
     rows = []
     for point in torch_models:

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.benchmark import Timer
 
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.results import stored_bytes
+from torch_impl.measure.size import stored_bytes
 
 GEMM_N = 2048  # 2 * 2048^3 = 17 GFLOP: a second or less on 2 cores, far above cache effects
 DEFAULT_BUFFER_BYTES = 85_028_104  # the dense network's weights in fp32

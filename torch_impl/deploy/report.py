@@ -8,11 +8,13 @@ from typing import Any
 
 import matplotlib
 
+from torch_impl.measure.stats import fmt_interval
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from torch_impl.deploy.runtimes import AA_NAME, RUNTIMES  # noqa: E402
 from torch_impl.files import atomic_path, write_json  # noqa: E402
-from torch_impl.runtimes import AA_NAME, RUNTIMES  # noqa: E402
 
 
 def write_matrix(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
@@ -60,8 +62,9 @@ def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str =
         lo, hi = best[f"ratio_lo_b{big}"], best[f"ratio_hi_b{big}"]
         verdict = ("faster than dense" if hi < 1 else "slower than dense" if lo > 1 else
                    "not distinguishable from dense")
-        out.append(f"**{rt}**: the fastest compressed model, {best['model']}, runs at {best[f'ratio_b{big}']:.3f}x "
-                   f"dense's time [{lo:.3f}, {hi:.3f}] at batch {big} ({verdict}, 95% interval over rounds), "
+        out.append(f"**{rt}**: the fastest compressed model, {best['model']}, runs at "
+                   f"{fmt_interval(best[f'ratio_b{big}'], lo, hi, unit='x')} dense's time at batch {big} "
+                   f"({verdict}, 95% interval over rounds), "
                    f"test accuracy {100 * best['test_acc']:.2f}%.")
     for r in rows:
         if r.get("int8_path") == "torchao":
@@ -69,8 +72,9 @@ def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str =
             verdict = ("faster" if hi < 1 else "slower" if lo > 1 else "not distinguishable")
             eager_acc = next(e["test_acc"] for e in rows if e["model"] == r["model"] and e["runtime"] == "eager")
             out.append(f"**int8 paths** ({r['model']}): torchao's int8 under torch.compile takes "
-                       f"{r[f'vs_eager_b{big}']:.3f}x [{lo:.3f}, {hi:.3f}] the time of torch.ao's dynamic int8 in "
-                       f"eager at batch {big} ({verdict}); test accuracy {100 * r['test_acc']:.2f}% (torchao) vs "
+                       f"{fmt_interval(r[f'vs_eager_b{big}'], lo, hi, unit='x')} the time of torch.ao's "
+                       f"dynamic int8 in eager at batch {big} ({verdict}); test accuracy "
+                       f"{100 * r['test_acc']:.2f}% (torchao) vs "
                        f"{100 * eager_acc:.2f}% (torch.ao). torch.ao.quantization is deprecated with a removal "
                        "plan; in eager it is the path the comparison keeps (torchao's int8 is meant for "
                        "torch.compile).")

@@ -1,0 +1,59 @@
+"""Text for terminals and reports: intervals, ratios to dense, accuracy differences, timing trust."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch_impl.measure.results import CONTROL_FAMILY, Result
+from torch_impl.measure.stats import SIGNIFICANCE, fmt_interval
+
+
+def ratio_text(r: Result, b: int | None = None, unit: str = "") -> str:
+    """``0.512 [0.498, 0.526]``: time over dense at batch ``b`` (default: the largest) with its
+    95% interval ("n/a" for rows timed alone, as the JAX sweep's are: a ratio of two times taken
+    minutes apart is not one)."""
+    if b is not None and b not in r.latency_ratio:
+        return "n/a (timed alone)"
+    return fmt_interval(r.ratio(b), *r.ratio_interval(b), unit=unit)
+
+
+def diff_text(r: Result, split: str = "test", prose: bool = False) -> str:
+    """Accuracy minus dense's in pp with its 95% interval and McNemar's p: ``-0.41 [-0.62, -0.20]
+    p=0.0003`` for a table; with ``prose``, ``-0.41 pp [-0.62, -0.20], p = 0.0003``, and
+    "indistinguishable from dense" when p is at least ``SIGNIFICANCE``."""
+    d = r.get(f"{split}_diff")
+    if d is None:
+        if prose:
+            return "+0.00 pp"
+        return "(reference)" if r.family in ("dense", CONTROL_FAMILY) else "n/a"
+    lo, hi, p = r.get(f"{split}_diff_lo"), r.get(f"{split}_diff_hi"), r.get(f"{split}_mcnemar_p")
+    if prose:
+        same = "; indistinguishable from dense" if p >= SIGNIFICANCE else ""
+        return f"{fmt_interval(100 * d, 100 * lo, 100 * hi, '+.2f', ' pp')}, p = {p:.2g}{same}"
+    # below 1e-4 the exact value says nothing more, and "p=2.8e-98" would overrun the column
+    return f"{fmt_interval(100 * d, 100 * lo, 100 * hi, '+.2f')} " + ("p<1e-4" if p < 1e-4 else f"p={p:.2g}")
+
+
+def describe_timing(timing: dict[str, Any]) -> str:
+    """The timing's trust line for the terminal: rounds, why they stopped, the A/A control
+    (loud when its interval excludes 1.0), the roofline and the yardstick."""
+    if not timing:
+        return ""
+    r = timing["rounds"]
+    lines = [f"\ntiming: {r['rounds']} interleaved rounds in {r['elapsed_s']:.0f} s, stopped by the "
+             f"{r['stopped_by']} (widest ratio interval +-{100 * r['worst_halfwidth']:.1f}%, "
+             f"target +-{100 * r['target_halfwidth']:.0f}%)"]
+    if r["warning"]:
+        lines.append(r["warning"])
+    if aa := timing.get("aa_control"):
+        lines.append(aa["warning"] or f"A/A control (a copy of dense timed as another model): "
+                                      f"{fmt_interval(aa['ratio'], *aa['interval'], unit='x')} at batch "
+                                      f"{aa['batch_size']}: contains 1.0, as it should")
+    if roof := timing.get("roofline"):
+        lines.append(f"roofline ({roof['device']}): fp32 GEMM {roof['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, "
+                     f"read {roof['read_bytes_per_s'] / 1e9:.1f} GB/s (copy {roof['copy_bytes_per_s'] / 1e9:.1f})")
+    if y := timing.get("plain_nchw_eager_over_dense"):
+        lines.append(f"yardstick: the plain NCHW eager dense model takes "
+                     f"{fmt_interval(y['ratio'], *y['interval'], '.2f', 'x')} the harness's time; "
+                     "it puts other days' latencies on one scale")
+    return "\n".join(lines)
