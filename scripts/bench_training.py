@@ -22,7 +22,8 @@ from torch_impl.cli.flags import add_data_args, add_progress_arg, fail, make_par
 from torch_impl.cli.process import flush_denormals
 from torch_impl.data import DataError
 from torch_impl.files import write_json
-from torch_impl.measure.train_bench import bench, bench_jax, format_rows
+from torch_impl.measure.train_bench import bench, format_rows
+from torch_impl.parity.jax_training import bench_jax
 from torch_impl.provenance import provenance
 from torch_impl.training import config_from_preset
 

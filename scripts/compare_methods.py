@@ -37,12 +37,13 @@ from torch_impl.cli.flags import (
     add_timing_args,
     fail,
     make_parser,
-    owning,
     positive_int,
+    run_in_out_dir,
     timing_protocol,
 )
 from torch_impl.cli.process import flush_denormals
 from torch_impl.cli.rundir import check_free_disk
+from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.points import ROUNDS_FILE, Points
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.recommend import recommendation_table
@@ -68,14 +69,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_checkpoint_arg(p)
     p.add_argument("--out-dir", default="runs/compare", help="REPORT.md, recommended.json, tables, models/, points/")
-    p.add_argument("--finetune-steps", type=positive_int, default=400, help="recovery fine-tune length (batch 128)")
-    p.add_argument("--distill-steps", type=positive_int, default=1500,
+    d = CompareConfig()
+    p.add_argument("--finetune-steps", type=positive_int, default=d.finetune_steps,
+                   help="recovery fine-tune length (batch 128)")
+    p.add_argument("--distill-steps", type=positive_int, default=d.distill_steps,
                    help="fine-tune length of the distilled recipes (the pool-folded trunk)")
-    p.add_argument("--long-distill-steps", type=positive_int, default=3000,
+    p.add_argument("--long-distill-steps", type=positive_int, default=d.long_distill_steps,
                    help="length of the longer, cosine-rate distillations and of the nested-rank one")
-    p.add_argument("--fold-budget", type=positive_int, default=1_000_000,
+    p.add_argument("--fold-budget", type=positive_int, default=d.fold_budget,
                    help="MLP MAC budget of the tightest pool-folded recipe")
-    p.add_argument("--calib-images", type=positive_int, default=2048, help="training images for the data-aware factors")
+    p.add_argument("--calib-images", type=positive_int, default=d.calib_images,
+                   help="training images for the data-aware factors")
     p.add_argument("--recipes", default="default",
                    help="default (the set that decides), all, or semicolon-separated names (see --list)")
     p.add_argument("--only", dest="recipes", help=argparse.SUPPRESS)  # the older name of --recipes
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     # No finished-run markers: rerunning the same command resumes (points/), and rewrites the results.
-    return owning(args.out_dir, (), False, lambda out: _run(args, out))
+    return run_in_out_dir(args.out_dir, (), False, lambda out: _run(args, out))
 
 
 def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
@@ -124,21 +128,20 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
         else:
             print(f"the checkpoint holds the {dense.pooling!r} network (pools over W and C): the recipes that "
                   "fold or prune around spatial pools do not apply and are left out")
-        recipes = select_recipes(default_recipes(ft_steps=args.finetune_steps, kd_steps=args.distill_steps,
-                                                 long_kd_steps=args.long_distill_steps,
-                                                 fold_budget=args.fold_budget, pooling=dense.pooling), args.recipes)
+        config = CompareConfig(finetune_steps=args.finetune_steps, distill_steps=args.distill_steps,
+                               long_distill_steps=args.long_distill_steps, fold_budget=args.fold_budget,
+                               calib_images=args.calib_images, pooling=dense.pooling)
+        recipes = select_recipes(default_recipes(config), args.recipes)
         # none of the points is larger than the dense model
         check_free_disk(out_dir, len(recipes) * stored_bytes(dense), f"keeping {len(recipes)} models in points/")
         points = Points(out_dir / "points", {
-            "checkpoint_sha256": sha256(args.checkpoint), "finetune_steps": args.finetune_steps,
-            "distill_steps": args.distill_steps, "long_distill_steps": args.long_distill_steps,
-            "fold_budget": args.fold_budget, "calib_images": args.calib_images,
+            "checkpoint_sha256": sha256(args.checkpoint), **config.as_dict(),
             "n_train": len(dm.numpy_splits()["train"][1]), "n_val": len(splits["val"][1]),
             "test_limit": args.test_limit}, force=args.overwrite)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)
-    ctx = make_context(dense, dm, args.calib_images)
+    ctx = make_context(dense, dm, config.calib_images)
 
     def show(r: Result) -> None:
         print(f"{r.method:<52} validation {100 * r.val_acc:6.2f}%  test {100 * r.test_acc:6.2f}%", flush=True)
@@ -148,8 +151,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
                                   on_row=show, models_dir=out_dir / "models", save=args.save_models, points=points,
                                   protocol=protocol)
     meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
-            "batch_sizes": batch_sizes_for(n_test), "finetune_steps": args.finetune_steps,
-            "distill_steps": args.distill_steps, "calib_images": args.calib_images, "timing": timing,
+            "batch_sizes": batch_sizes_for(n_test), "config": config.as_dict(), "timing": timing,
             "provenance": origin}
     paths = write_outputs(rows, out_dir, meta)
     (points.root / ROUNDS_FILE).unlink(missing_ok=True)  # the rounds are in compare.json now

@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
-    return cli.owning(args.out_dir, ("parity.json", "parity.csv"), args.overwrite, lambda out: _run(args, out))
+    return cli.run_in_out_dir(args.out_dir, ("parity.json", "parity.csv"), args.overwrite, lambda out: _run(args, out))
 
 
 def _run(args: argparse.Namespace, out_dir: Path) -> dict:

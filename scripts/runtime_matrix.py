@@ -24,7 +24,7 @@ from torch_impl.cli.flags import (
     add_timing_args,
     fail,
     make_parser,
-    owning,
+    run_in_out_dir,
     timing_protocol,
 )
 from torch_impl.cli.process import flush_denormals
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  "(it saves the Pareto front by default) or pass --models")
         dirs += found
     out_dir = Path(args.out_dir or (Path(args.compare_dir) / "runtimes" if args.compare_dir else "runs/runtimes"))
-    return owning(out_dir, ("runtimes.json", "RUNTIMES.md"), args.overwrite, lambda out: _run(args, dirs, out))
+    return run_in_out_dir(out_dir, ("runtimes.json", "RUNTIMES.md"), args.overwrite, lambda out: _run(args, dirs, out))
 
 
 def _run(args: argparse.Namespace, dirs: list[Path], out_dir: Path) -> list[dict]:

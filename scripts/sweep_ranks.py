@@ -32,8 +32,8 @@ from torch_impl.cli.flags import (
     arg_type,
     fail,
     make_parser,
-    owning,
     positive_int_list,
+    run_in_out_dir,
     timing_protocol,
 )
 from torch_impl.cli.process import flush_denormals, full_fp32, resolve_device
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
     out_dir = Path(args.out_dir or ("runs/sweep" if args.framework == "torch" else "runs/sweep_jax"))
-    return owning(out_dir, ("sweep.json", "sweep.csv"), args.overwrite, lambda out: _run(args, out))
+    return run_in_out_dir(out_dir, ("sweep.json", "sweep.csv"), args.overwrite, lambda out: _run(args, out))
 
 
 def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:

@@ -21,6 +21,7 @@ from torch_impl.compare.points import CONFIG_FILE, FAILED_FILE, POINT_FILE, ROUN
 from torch_impl.compare.recipes import Recipe, default_recipes
 from torch_impl.compare.run import make_context, run_comparison, select_recipes
 from torch_impl.data import CIFAR10DataModule
+from torch_impl.measure.latency import TimingProtocol
 from torch_impl.model import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def test_a_failing_recipe_is_reported_and_the_others_run(tmp_path: Path, net_svd
     recipes = [Recipe("broken", "test", broken, {}), *select_recipes(default_recipes(), "SVD f=0.5")]
     points = Points(tmp_path / "points", {"test": 1})
     rows, summary = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False, roofline=False,
-                                   points=points, min_rounds=1, max_rounds=1)
+                                   points=points, protocol=TimingProtocol(min_rounds=1, max_rounds=1))
     assert [r["method"] for r in rows] == ["dense", rows[1]["method"], "SVD f=0.5"]
     assert summary["failures"] == [{"method": "broken", "error": "RuntimeError: out of memory in the broken recipe"}]
     assert (tmp_path / "points" / "broken" / FAILED_FILE).is_file()

@@ -15,11 +15,13 @@ from tests.conftest import write_image_folder
 from tests.helpers import load_script
 from torch_impl.artifact import load_compressed, logits_fingerprint
 from torch_impl.compare import run as compare_run
+from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.recommend import recommendation_table
 from torch_impl.compare.run import make_context, run_comparison, select_recipes, write_outputs
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
+from torch_impl.measure.latency import TimingProtocol
 from torch_impl.measure.results import CONTROL_FAMILY, Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +41,10 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
     real_accuracy = compare_run.accuracy
     monkeypatch.setattr(compare_run, "accuracy", lambda m, images, labels: scored_on.append(images) or
                         real_accuracy(m, images, labels))
-    recipes = select_recipes(default_recipes(ft_steps=2), RECIPES)
-    rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False, min_rounds=2,
-                                  max_rounds=2, models_dir=tmp_path / "out" / "models", save="all")
+    recipes = select_recipes(default_recipes(CompareConfig(finetune_steps=2)), RECIPES)
+    rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False,
+                                  protocol=TimingProtocol(min_rounds=2, max_rounds=2),
+                                  models_dir=tmp_path / "out" / "models", save="all")
     assert scored_on and all(images is splits["val"][0] for images in scored_on)  # before-fine-tune score
     results = [Result.from_row(r) for r in rows]
     assert [r.family for r in results[:2]] == ["dense", CONTROL_FAMILY]

@@ -7,6 +7,7 @@ import pytest
 
 from jax_ref import lowrank as jax_lowrank
 from torch_impl.lowrank import compress_model
+from torch_impl.measure.latency import TimingProtocol
 from torch_impl.parity.framework_latency import HARNESS, WAYS, fair_latency, fair_table
 from torch_impl.parity.haiku_convert import torch_to_haiku
 
@@ -18,8 +19,8 @@ def test_both_frameworks_both_ways(net_svds) -> None:
     images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     torch_models = {"factorized f=0.1": compress_model(net, rank_fraction=0.1, svds=svds)[0]}  # one point: JAX compiles
     jax_models = {"factorized f=0.1": jax_lowrank.point_model(params, "factorized", 0.1)[1:]}
-    rows, timing = fair_latency(torch_models, jax_models, images, batch_size=12, progress=False, min_rounds=2,
-                                max_rounds=2)
+    rows, timing = fair_latency(torch_models, jax_models, images, batch_size=12, progress=False,
+                                protocol=TimingProtocol(min_rounds=2, max_rounds=2))
     assert [(r["point"], r["way"]) for r in rows] == [(p, w) for p in torch_models for w in (*WAYS.values(), HARNESS)]
     for r in rows:
         assert r["torch_us"] > 0

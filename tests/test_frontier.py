@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.test_methods import DENSE, _result
-from torch_impl.compare.frontier import TARGETS, describe, frontier
+from torch_impl.compare.frontier import TARGETS, frontier, verdict_line
 
 
 def _row(method: str, val_acc: float, ratio: float, test_diff: float, p: float = 0.001, val_p: float = 0.001):
@@ -26,7 +26,7 @@ def test_rows_are_chosen_on_validation_and_judged_on_test() -> None:
     a = frontier(rows)["A"]
     assert a["chosen"]["method"] == "val-best" and not a["met"]
     assert a["fastest_within_line_on_validation"]["method"] == "val-best"  # -0.2 pp on validation
-    text = describe("A", a)
+    text = verdict_line("A", a)
     assert "**missed**" in text and "val-best at 0.190x" in text and "-0.80 pp" in text
     d = frontier(rows)["D"]  # nothing at 0.33x is indistinguishable; "slow" is, at 0.5x
     assert not d["met"] and d["fastest_within_line_on_validation"]["method"] == "slow"
@@ -35,7 +35,7 @@ def test_rows_are_chosen_on_validation_and_judged_on_test() -> None:
 def test_a_target_is_met_by_its_test_difference() -> None:
     rows = [DENSE, _row("good", 0.699, 0.19, -0.004), _row("d", 0.700, 0.3, -0.002, p=0.4, val_p=0.6)]
     out = frontier(rows)
-    assert out["A"]["met"] and "**met** by good" in describe("A", out["A"])
+    assert out["A"]["met"] and "**met** by good" in verdict_line("A", out["A"])
     assert out["D"]["met"] and out["D"]["chosen"]["method"] == "d"
-    assert not out["B"]["met"] and out["B"]["chosen"] is None and "no row is that fast" in describe("B", out["B"])
+    assert not out["B"]["met"] and out["B"]["chosen"] is None and "no row is that fast" in verdict_line("B", out["B"])
     assert out["C"]["batch_size"] == 1 and out["A"]["batch_size"] == 10_000

@@ -15,7 +15,7 @@ import torch
 from tests.conftest import TinyNet
 from torch_impl.lowrank import compress_model
 from torch_impl.measure import latency
-from torch_impl.measure.latency import LatencyStats, aa_check, time_interleaved, torch_calls
+from torch_impl.measure.latency import LatencyStats, TimingProtocol, aa_check, time_interleaved, torch_calls
 from torch_impl.measure.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
 from torch_impl.measure.round_journal import RoundJournal
 from torch_impl.measure.stats import ratio_interval, relative_halfwidth
@@ -49,7 +49,8 @@ def calls_for(names: list[str], batch_sizes=(100, 1)) -> dict:
 
 def test_each_round_times_every_model_once_beside_the_reference(monkeypatch) -> None:
     log = synthetic(monkeypatch, {"dense": 1.0, "a": 0.5, "b": 0.2}, noise=0.01)
-    out = time_interleaved(calls_for(["dense", "a", "b"]), "dense", min_rounds=4, max_rounds=4, progress=False)
+    out = time_interleaved(calls_for(["dense", "a", "b"]), "dense",
+                           protocol=TimingProtocol(min_rounds=4, max_rounds=4), progress=False)
     per_round = 2 * 2 * 2  # two other models x two batch sizes, each call beside one of the reference's
     rounds = [log[i: i + per_round] for i in range(0, 4 * per_round, per_round)]
     assert out.rounds == 4 and len(log) == 4 * per_round
@@ -77,8 +78,8 @@ def test_drift_within_a_round_cancels_beside_the_reference(monkeypatch) -> None:
         count[0] += 1
         return {"dense": 1.0, "half": 0.5, "copy": 1.0}[call.key[0]] * (1.5 + 0.5 * np.sin(count[0] / 12))
     monkeypatch.setattr(latency, "_time_one", drifting)
-    out = time_interleaved(calls_for(["dense", "half", "copy"]), "dense", target=0.03, min_rounds=10,
-                           max_rounds=30, progress=False)
+    out = time_interleaved(calls_for(["dense", "half", "copy"]), "dense",
+                           protocol=TimingProtocol(target=0.03, min_rounds=10, max_rounds=30), progress=False)
     assert out.stopped_by == "target", out.worst_halfwidth
     half, copy = out.stats["half"][100], out.stats["copy"][100]
     assert half.ratio_lo <= 0.5 * (1 + DRIFT_BIAS) and half.ratio_hi >= 0.5 * (1 - DRIFT_BIAS)
@@ -90,7 +91,8 @@ def test_drift_within_a_round_cancels_beside_the_reference(monkeypatch) -> None:
 
 def test_ratios_and_intervals_recover_a_known_speed_up(monkeypatch) -> None:
     synthetic(monkeypatch, {"dense": 1.0, "half": 0.5, "copy": 1.0}, noise=0.05)
-    out = time_interleaved(calls_for(["dense", "half", "copy"]), "dense", target=0.03, progress=False)
+    out = time_interleaved(calls_for(["dense", "half", "copy"]), "dense",
+                           protocol=TimingProtocol(target=0.03), progress=False)
     half, copy = out.stats["half"][100], out.stats["copy"][100]
     assert out.stopped_by == "target" and out.warning() is None
     assert half.ratio_lo <= 0.5 <= half.ratio_hi and (half.ratio_hi - half.ratio_lo) / 2 / half.ratio <= 0.03
@@ -101,27 +103,32 @@ def test_ratios_and_intervals_recover_a_known_speed_up(monkeypatch) -> None:
 
 def test_noise_beyond_the_target_is_reported_not_hidden(monkeypatch) -> None:
     synthetic(monkeypatch, {"dense": 1.0, "a": 0.5}, noise=0.5)
-    out = time_interleaved(calls_for(["dense", "a"]), "dense", min_rounds=3, max_rounds=6, progress=False)
+    out = time_interleaved(calls_for(["dense", "a"]), "dense",
+                           protocol=TimingProtocol(min_rounds=3, max_rounds=6), progress=False)
     assert out.stopped_by == "max rounds" and out.rounds == 6
     assert "WARNING" in out.warning() and "max rounds" in out.warning()
-    capped = time_interleaved(calls_for(["dense", "a"]), "dense", time_cap_s=1e-9, progress=False)
+    capped = time_interleaved(calls_for(["dense", "a"]), "dense",
+                              protocol=TimingProtocol(time_cap_s=1e-9), progress=False)
     assert capped.stopped_by == "time cap" and capped.rounds == 1 and "--time-cap" in capped.warning()
 
 
 def test_a_killed_timing_run_continues_its_kept_rounds(monkeypatch, tmp_path) -> None:
     synthetic(monkeypatch, {"dense": 1.0, "a": 0.5, "b": 0.3}, noise=0.2)
     journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "a"], [100, 1])
-    first = time_interleaved(calls_for(["dense", "a"]), "dense", min_rounds=3, max_rounds=3, progress=False,
+    first = time_interleaved(calls_for(["dense", "a"]), "dense",
+                             protocol=TimingProtocol(min_rounds=3, max_rounds=3), progress=False,
                              journal=journal)
     with open(journal.path, "a") as f:
         f.write('{"seconds": {"dense": {"100"')  # a round a kill cut short
-    again = time_interleaved(calls_for(["dense", "a"]), "dense", min_rounds=5, max_rounds=5, progress=False,
+    again = time_interleaved(calls_for(["dense", "a"]), "dense",
+                             protocol=TimingProtocol(min_rounds=5, max_rounds=5), progress=False,
                              journal=journal)
     assert again.rounds == 5 and again.times["a"][100][:3] == first.times["a"][100]  # 3 kept + 2 new
     assert len(journal.read()) == 5
     other = RoundJournal(journal.path, ["dense", "b"], [100, 1])  # other models: the file starts anew
     assert other.read() == []
-    out = time_interleaved(calls_for(["dense", "b"]), "dense", min_rounds=2, max_rounds=2, progress=False,
+    out = time_interleaved(calls_for(["dense", "b"]), "dense",
+                           protocol=TimingProtocol(min_rounds=2, max_rounds=2), progress=False,
                            journal=other)
     assert out.rounds == 2 and len(other.read()) == 2
 
@@ -137,7 +144,7 @@ def test_bad_protocol_settings_are_named() -> None:
     with pytest.raises(ValueError, match="reference 'x' is not among"):
         time_interleaved(calls_for(["dense"]), "x")
     with pytest.raises(ValueError, match="min_rounds <= max_rounds"):
-        time_interleaved(calls_for(["dense"]), "dense", min_rounds=5, max_rounds=2)
+        time_interleaved(calls_for(["dense"]), "dense", protocol=TimingProtocol(min_rounds=5, max_rounds=2))
     with pytest.raises(ValueError, match="batch size 41 needs 1..40 images"):
         torch_calls(TinyNet(), torch.zeros(40, 32, 32, 3, dtype=torch.uint8), [41])
 
@@ -145,8 +152,8 @@ def test_bad_protocol_settings_are_named() -> None:
 def test_real_calls_are_timed_per_batch_size() -> None:
     images = torch.randint(0, 256, (40, 32, 32, 3), dtype=torch.uint8)
     out = time_interleaved({"dense": torch_calls(TinyNet(), images, [40, 1]),
-                            "other": torch_calls(TinyNet(), images, [40, 1])}, "dense", min_rounds=2,
-                           max_rounds=2, progress=False)
+                            "other": torch_calls(TinyNet(), images, [40, 1])}, "dense",
+                                                 protocol=TimingProtocol(min_rounds=2, max_rounds=2), progress=False)
     assert set(out.stats["other"]) == {40, 1} and all(s.per_example_us > 0 for s in out.stats["other"].values())
     assert "interleaved rounds" in out.method and "channels-last" in out.method
 
@@ -177,7 +184,7 @@ def test_a_sliced_pair_alternates_slice_by_slice_and_sums_each_side(monkeypatch)
     calls = calls_for(["dense", "half"], batch_sizes=(100,))
     for name, per_batch in calls.items():  # four slices each, keyed (name, slice index)
         per_batch[100].slices = list(calls_for([name], batch_sizes=range(4))[name].values())
-    out = time_interleaved(calls, "dense", min_rounds=6, max_rounds=6, progress=False)
+    out = time_interleaved(calls, "dense", protocol=TimingProtocol(min_rounds=6, max_rounds=6), progress=False)
     assert len(log) == 6 * 4 * 2
     pairs = [log[i: i + 2] for i in range(0, len(log), 2)]
     assert all(sorted(k[0] for k in p) == ["dense", "half"] and p[0][1] == p[1][1] for p in pairs)  # same slice
@@ -234,7 +241,7 @@ def test_every_round_starts_by_relaying_each_model_once(monkeypatch) -> None:
         hook = (lambda n: lambda: count.__setitem__(n, count[n] + 1))(name)
         for c in per_batch.values():
             c.relayout = hook
-    time_interleaved(calls, "dense", min_rounds=3, max_rounds=3, progress=False)
+    time_interleaved(calls, "dense", protocol=TimingProtocol(min_rounds=3, max_rounds=3), progress=False)
     assert count == {"dense": 3, "a": 3}
 
 
@@ -271,7 +278,8 @@ def test_racing_stops_timing_what_is_settled_and_keeps_lists_as_prefixes(monkeyp
             np.exp(rng.normal(0, noise[name])))
     monkeypatch.setattr(latency, "_time_one", fake)
     accuracy = {"dense": 0.70, "quiet": 0.69, "noisy": 0.60, "slow": 0.50}
-    out = time_interleaved(calls_for(list(noise)), "dense", target=0.03, min_rounds=5, max_rounds=80,
+    out = time_interleaved(calls_for(list(noise)), "dense",
+                           protocol=TimingProtocol(target=0.03, min_rounds=5, max_rounds=80),
                            progress=False, race=True, accuracy=accuracy, labels={"dense": "the dense model"})
     assert out.stopped_by == "target" and out.warning() is None
     assert 0 < out.worst_halfwidth <= 0.03  # over the models timed to the target, not the ones left
@@ -289,7 +297,8 @@ def test_racing_stops_timing_what_is_settled_and_keeps_lists_as_prefixes(monkeyp
 
 def test_without_racing_every_model_is_timed_every_round(monkeypatch) -> None:
     synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "slow": 1.5}, noise=0.01)
-    out = time_interleaved(calls_for(["dense", "quiet", "slow"]), "dense", min_rounds=6, max_rounds=6,
+    out = time_interleaved(calls_for(["dense", "quiet", "slow"]), "dense",
+                           protocol=TimingProtocol(min_rounds=6, max_rounds=6),
                            progress=False, accuracy={"dense": 0.7, "quiet": 0.7, "slow": 0.1})
     assert out.retired == {} and all(len(out.times[k][100]) == 6 for k in ("quiet", "slow"))
 
@@ -297,11 +306,13 @@ def test_without_racing_every_model_is_timed_every_round(monkeypatch) -> None:
 def test_a_resumed_race_keeps_the_retired_models_retired(monkeypatch, tmp_path) -> None:
     synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.01)
     journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "quiet", "noisy"], [100, 1])
-    first = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense", min_rounds=5, max_rounds=5,
+    first = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense",
+                             protocol=TimingProtocol(min_rounds=5, max_rounds=5),
                              progress=False, journal=journal, race=True)
     assert first.rounds == 5 and len(journal.read()) == 5
     log = synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.01)
-    again = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense", min_rounds=5, max_rounds=9,
+    again = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense",
+                             protocol=TimingProtocol(min_rounds=5, max_rounds=9),
                              progress=False, journal=journal, race=True)
     assert again.rounds == 5 and again.stopped_by == "target" and set(again.retired) == {"quiet", "noisy"}
     assert log == []  # no call timed: nothing was left to decide
@@ -327,7 +338,8 @@ def test_a_model_whose_kept_rounds_stopped_early_is_not_timed_again(monkeypatch,
                 "reference": {100: [1.0, 1.0]}}
     a_only = {"seconds": {"a": {100: 0.5}}, "paired": {"a": {100: 1.0}}, "reference": {100: [1.0]}}
     journal.start([both(0.3), both(0.45), a_only])  # b's two rounds far apart: no interval within the target
-    out = time_interleaved(calls_for(["dense", "a", "b"], batch_sizes=(100,)), "dense", min_rounds=2, max_rounds=6,
+    out = time_interleaved(calls_for(["dense", "a", "b"], batch_sizes=(100,)), "dense",
+                           protocol=TimingProtocol(min_rounds=2, max_rounds=6),
                            progress=False, journal=journal, race=True)
     assert "before the run was interrupted" in out.retired["b"] and len(out.times["b"][100]) == 2
     assert all(key[0] != "b" for key in log)  # never timed again

@@ -1,5 +1,11 @@
-"""The package's dependency rules, read from the source: the core never imports the comparison,
-and the JAX reference never imports the torch implementation."""
+"""The package's dependency rules, read from the source (docs/layout.md draws them).
+
+``torch_impl``'s top level is the core: the model, the low-rank layers, data, training and
+models on disk. Each folder is a role that builds on the core; a folder imports only the
+layers it lists in ``MAY_IMPORT``, so the core runs and is tested without any of them, and
+two roles on one level (deploy, parity, compare) never depend on each other. Only
+``parity/`` talks to JAX's side (``jax_ref``), and ``jax_ref`` never imports ``torch_impl``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = sorted(p for p in (ROOT / "torch_impl").glob("*.py"))
-COMPARE = ROOT / "torch_impl" / "compare"
+PACKAGE = ROOT / "torch_impl"
+MAX_TOP_LEVEL_MODULES = 16
+MAY_IMPORT = {
+    "core": {"core"},
+    "measure": {"core", "measure"},
+    "deploy": {"core", "measure", "deploy"},
+    "parity": {"core", "measure", "parity", "jax_ref"},
+    "compare": {"core", "measure", "compare"},
+    "cli": {"core", "measure", "cli"},
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -25,32 +39,87 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def offending(paths: list[Path], forbidden: str) -> dict[str, list[str]]:
+def layer_of_module(name: str) -> str | None:
+    """``torch_impl.measure.latency`` -> "measure"; ``torch_impl.model`` -> "core"; None outside."""
+    parts = name.split(".")
+    if parts[0] == "jax_ref":
+        return "jax_ref"
+    if parts[0] != "torch_impl" or len(parts) == 1:
+        return None
+    return parts[1] if parts[1] in MAY_IMPORT else "core"
+
+
+def layer_of_file(path: Path, package: Path) -> str:
+    rel = path.relative_to(package)
+    return rel.parts[0] if len(rel.parts) > 1 else "core"
+
+
+def wrong_direction(paths: list[Path], package: Path = PACKAGE) -> dict[str, list[str]]:
+    """Per file (relative to ``package``), the imports its layer may not make."""
     out = {}
     for p in paths:
-        bad = sorted(m for m in imported_modules(p) if m == forbidden or m.startswith(forbidden + "."))
+        allowed = MAY_IMPORT[layer_of_file(p, package)]
+        bad = sorted(m for m in imported_modules(p) if (layer := layer_of_module(m)) and layer not in allowed)
         if bad:
-            out[p.name] = bad
+            out[str(p.relative_to(package))] = bad
     return out
 
 
-def test_the_layout_is_what_the_rules_speak_of() -> None:
-    assert len(CORE) >= 10 and (COMPARE / "recipes.py").is_file()
-    assert not any(p.parent == COMPARE for p in CORE)
+def package_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
 
 
-def test_core_never_imports_the_comparison() -> None:
-    assert offending(CORE, "torch_impl.compare") == {}
+def test_every_folder_is_a_known_layer_and_the_top_level_is_small() -> None:
+    folders = {p.parent.name for p in package_files() if p.parent != PACKAGE}
+    assert folders == set(MAY_IMPORT) - {"core"}
+    top = [p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"]
+    assert 8 <= len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_no_import_goes_to_a_layer_it_may_not_use() -> None:
+    assert wrong_direction(package_files()) == {}
 
 
 def test_jax_reference_never_imports_torch_impl() -> None:
-    assert offending(sorted((ROOT / "jax_ref").glob("*.py")), "torch_impl") == {}
+    files = sorted((ROOT / "jax_ref").glob("*.py"))
+    assert files and all(not any(m.startswith("torch_impl") for m in imported_modules(p)) for p in files)
 
 
-@pytest.mark.parametrize("source", ["import torch_impl.compare.recipes",
-                                    "from torch_impl.compare import report",
-                                    "def f():\n    from torch_impl.compare.rank_select import energy_ranks\n"])
-def test_the_rule_sees_every_form_of_import(tmp_path: Path, source: str) -> None:
-    probe = tmp_path / "probe.py"
-    probe.write_text(source)
-    assert list(offending([probe], "torch_impl.compare")) == ["probe.py"]
+def test_no_import_cycles() -> None:
+    """Module-level imports only: a function-local import is how a cycle would hide, so none may
+    close one either (every import of the file counts)."""
+    def module(p: Path) -> str:
+        return ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    graph = {module(p): imported_modules(p) for p in package_files()}
+    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    done: set[str] = set()
+
+    def visit(m: str, path: list[str]) -> None:
+        if m in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+        if m in done:
+            return
+        for d in sorted(graph[m]):
+            visit(d, path + [m])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [])
+
+
+@pytest.mark.parametrize(("where", "source"), [
+    ("model.py", "import torch_impl.compare.recipes"),
+    ("lowrank.py", "from torch_impl.measure import latency"),
+    ("measure/sweep.py", "def f():\n    from torch_impl.deploy.export import export_model\n"),
+    ("compare/run.py", "from torch_impl.parity.haiku_convert import torch_to_haiku"),
+    ("compare/run.py", "import jax_ref.model"),
+    ("deploy/export.py", "from torch_impl.cli.flags import fail"),
+])
+def test_a_planted_wrong_direction_import_is_caught(tmp_path: Path, where: str, source: str) -> None:
+    """The same rule on a copy of a real file, clean and then with one import added."""
+    copy = tmp_path / "torch_impl" / where
+    copy.parent.mkdir(parents=True)
+    copy.write_text((PACKAGE / where).read_text())
+    assert wrong_direction([copy], tmp_path / "torch_impl") == {}
+    copy.write_text(copy.read_text() + "\n" + source + "\n")
+    assert list(wrong_direction([copy], tmp_path / "torch_impl")) == [where]

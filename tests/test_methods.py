@@ -14,6 +14,7 @@ from tests.conftest import learnable_images, write_image_folder
 from torch_impl.checkpoint import save_model
 from torch_impl.compare import recipes as recipes_module
 from torch_impl.compare.answers import answers, pareto_front
+from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.finetune import zero_fraction
 from torch_impl.compare.latency_table import measure
 from torch_impl.compare.non_svd import (
@@ -48,7 +49,8 @@ def images() -> torch.Tensor:
     return torch.from_numpy(learnable_images(2, seed=9)[0])
 
 
-RECIPES = {r.name: r for r in default_recipes(ft_steps=2, kd_steps=3, long_kd_steps=3, scratch_steps=3)}
+TINY_STEPS = CompareConfig(finetune_steps=2, distill_steps=3, long_distill_steps=3, scratch_steps=3)
+RECIPES = {r.name: r for r in default_recipes(TINY_STEPS)}
 # Recipes that differ from one tested here only by a number (a fraction, a threshold, a
 # budget, channel counts) or by an option whose code another tested recipe runs (ranks from
 # the weights' spectra: the plain budget rule's) run the same code; each path is tested once.
@@ -239,7 +241,7 @@ CLAIMS = ("**Accuracy vs rank", "**Replacing each weight", "**Time vs rank", "**
 def test_budget_flags_never_drop_a_claim(flags: dict) -> None:
     """Every answer finds its results by their settings, whatever the budgets are called."""
     results = [DENSE]
-    for i, recipe in enumerate(default_recipes(**flags)):
+    for i, recipe in enumerate(default_recipes(CompareConfig(**flags))):
         settings = {**recipe.settings, "int8": recipe.int8}
         measured = {}
         if recipe.finetune_steps:

@@ -13,6 +13,7 @@ from tests.conftest import TinyNet, learnable_images
 from torch_impl import inference
 from torch_impl.inference import PlainEager, predict
 from torch_impl.measure import sweep
+from torch_impl.measure.latency import TimingProtocol
 from torch_impl.measure.plots import mac_break_even_fraction, plot_sweep
 from torch_impl.measure.results import Result, write_results
 from torch_impl.measure.sweep import format_table, run_sweep
@@ -54,7 +55,7 @@ def test_sweep_rows_files_and_plots(data, tmp_path: Path) -> None:
     torch.manual_seed(0)
     images, labels = data
     rows, timing = run_sweep(TinyNet(), images, labels, fractions=[1.0, 0.5], batch_sizes=(40, 1), progress=False,
-                             yardstick=False, min_rounds=2, max_rounds=2)
+                             yardstick=False, protocol=TimingProtocol(min_rounds=2, max_rounds=2))
     assert [(r["mode"], r["rank_fraction"]) for r in rows] == [
         ("dense", None), ("control", None), ("factorized", 1.0), ("factorized", 0.5), ("reconstructed", 1.0),
         ("reconstructed", 0.5)]

@@ -127,7 +127,7 @@ def add_overwrite_arg(p: argparse.ArgumentParser, help: str = "replace the resul
 RERUN_TO_CONTINUE = "rerun the same command to continue: it keeps what this run finished"
 
 
-def owning(out_dir: str | Path, markers: tuple[str, ...], overwrite: bool, body: Callable[[Path], T],
+def run_in_out_dir(out_dir: str | Path, markers: tuple[str, ...], overwrite: bool, body: Callable[[Path], T],
            how_to_continue: str = RERUN_TO_CONTINUE) -> T:
     """``body(out_dir)`` while holding ``out_dir`` (``rundir.own_out_dir``: one live run per
     directory; earlier results, ``markers``, kept unless ``overwrite``); a refusal is one line.

@@ -180,7 +180,7 @@ def recovery_answers(results: list[Result]) -> list[str]:
                        f"constant rate validation {100 * k.val_acc:.2f}%, {c.settings.get('finetune_steps')} "
                        f"cosine {100 * c.val_acc:.2f}% (test {acc_change(c)})" for c, k in pairs) + ".")
     for lat in find(results, rule="latency"):
-        twin = next((r for r in pairs_of(folded, lat)), None)
+        twin = next((r for r in same_recipe_by_macs(folded, lat)), None)
         out.append(f"**Ranks spent by measured time** ({lat.method}): ranks {lat.get('ranks')} where the MAC rule "
                    f"chose {lat.get('mac_rule_ranks')} for the same predicted {lat.get('latency_budget_us', 0):.1f} us "
                    f"per example: {lat.mlp_macs / 1e6:.2f} M MLP MACs, {time_vs_dense(lat)} dense time, validation "
@@ -217,7 +217,7 @@ def scratch_answers(results: list[Result]) -> list[str]:
     return out
 
 
-def pairs_of(folded: list[Result], lat: Result) -> list[Result]:
+def same_recipe_by_macs(folded: list[Result], lat: Result) -> list[Result]:
     """The MAC-budget rows made like ``lat`` (same budget, fine-tune and schedule), ranks aside."""
     same = ("finetune_steps", "finetune_schedule", "distilled", "conv_ranks")
     return [r for r in folded if r.settings.get("mlp_budget") == lat.settings.get("latency_of_mlp_budget")

@@ -77,7 +77,7 @@ def frontier(results: list[Result]) -> dict[str, Any]:
     return out
 
 
-def describe(name: str, v: dict[str, Any]) -> str:
+def verdict_line(name: str, v: dict[str, Any]) -> str:
     """One Markdown bullet for a target's verdict."""
     line = (f"within {v['within_pp']} pp of dense" if v["within_pp"] is not None
             else f"not significantly below dense (McNemar p > {SIGNIFICANCE})")

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.data_aware import data_aware_compress, output_spectra
 from torch_impl.compare.finetune import finetune, zero_fraction
-from torch_impl.compare.from_scratch import RECIPE_STEPS, random_low_rank, train_from_scratch
+from torch_impl.compare.from_scratch import random_low_rank, train_from_scratch
 from torch_impl.compare.latency_table import measure as measure_latency
 from torch_impl.compare.nested_rank import NestedRanks, low_rank_layers, truncate
 from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
@@ -28,7 +29,7 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import MLP_CHUNK
 from torch_impl.lowrank import compress_model, model_svds
 from torch_impl.measure.cost import count_macs
-from torch_impl.model import CONV_LAYERS, DEFAULT_POOLING, check_pooling
+from torch_impl.model import CONV_LAYERS, check_pooling
 
 
 @dataclass
@@ -225,25 +226,24 @@ def _dense() -> tuple[Builder, dict[str, Any]]:
 # a network pooling as the take-home's code runs (over W and C) has no such trunk.
 SPATIAL_ONLY = ("pool_fold", "channels")
 FOLDED_CONV_LAYERS = ("features.0", "features.2")  # the convolutions of fold_pools' trunk
-NESTED_FRACTIONS = (1.0, 0.5, 0.25)  # truncations of the one nested-rank model compared
+DEFAULT_CONFIG = CompareConfig()
 FOLDED_CONV_RANKS = ((8, 16), (12, 24))  # below the folded convs' break-even ranks, 15.4 and 44.7
 
 
-def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budget: int = 400_000,
-                    conv_ranks: dict[str, int] | None = None, kd_steps: int = 1500,
-                    fold_budget: int = 1_000_000, pooling: str = DEFAULT_POOLING, long_kd_steps: int = 3000,
-                    nested_budget: int = 4_000_000, nested_fractions: tuple[float, ...] = NESTED_FRACTIONS,
-                    scratch_steps: int = RECIPE_STEPS) -> list[Recipe]:
+def default_recipes(config: CompareConfig = DEFAULT_CONFIG) -> list[Recipe]:
     """Every method compared: plain SVD, per-layer rules, data-aware factors, fine-tuning, conv
     compression, and the non-SVD alternatives, plus combinations with int8. The pool-folded
-    trunk changes the network most, so its recipes fine-tune longer (``kd_steps``) and
+    trunk changes the network most, so its recipes fine-tune longer (``distill_steps``) and
     distill from the dense model; their MAC budgets are spent by the layers' output variance
     (one recipe spends it by the weights' spectra instead, to show the difference).
-    Recovery is tried longer (``long_kd_steps``) with a cosine rate, and once with nested ranks:
+    Recovery is tried longer (``long_distill_steps``) with a cosine rate, and once with nested ranks:
     one distilled ``nested_budget`` model truncated to each of ``nested_fractions``; and two
     truncated models' shapes are trained from a random init instead (``scratch_steps``).
     For the "haiku" network, the recipes that need spatial pools (``SPATIAL_ONLY``) are left out."""
-    conv_ranks = conv_ranks or {CONV_LAYERS[0]: 8, CONV_LAYERS[1]: 16}
+    c = config
+    ft_steps, kd_steps, long_kd_steps = c.finetune_steps, c.distill_steps, c.long_distill_steps
+    mlp_budget, tight_budget, fold_budget, nested_budget = c.mlp_budget, c.tight_budget, c.fold_budget, c.nested_budget
+    conv_ranks, nested_fractions, scratch_steps, pooling = c.conv_ranks, c.nested_fractions, c.scratch_steps, c.pooling
     recipes = [
         Recipe("SVD f=0.2 reconstructed", "plain SVD", *_uniform(0.2, "reconstructed"), core=True),
         Recipe("SVD f=0.5", "plain SVD", *_uniform(0.5), core=True),
@@ -308,7 +308,7 @@ def default_recipes(ft_steps: int = 400, mlp_budget: int = 2_000_000, tight_budg
     return [r for r in recipes if not any(r.settings.get(k) for k in SPATIAL_ONLY)]
 
 
-def describe(model: nn.Module) -> dict[str, Any]:
+def zero_share(model: nn.Module) -> dict[str, Any]:
     """The zero share of the linear weights (pruning), for the table."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return {"linear_zero_share": zero_fraction(model) if linears else None}

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torch_impl.compare.answers import pareto_front, plain_svd  # noqa: E402
-from torch_impl.compare.frontier import FRONTIER_FAMILIES, describe, frontier  # noqa: E402
+from torch_impl.compare.frontier import FRONTIER_FAMILIES, frontier, verdict_line  # noqa: E402
 from torch_impl.files import atomic_path, write_text  # noqa: E402
 from torch_impl.measure.results import Result, candidates, dense_of  # noqa: E402
 
@@ -52,7 +52,7 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
     colors = dict(zip(families, plt.cm.tab10.colors + plt.cm.Dark2.colors))
     dense = dense_of(results)
     front = pareto_front(results)
-    old_front = pareto_front([r for r in results if r.family not in FRONTIER_FAMILIES])
+    front_without_new_families = pareto_front([r for r in results if r.family not in FRONTIER_FAMILIES])
     big = batch_sizes[0]
     near = [r for r in results if 100 * (dense.test_acc - r.test_acc) <= ZOOM_PP]
     panels = [(axes[0], results, big, "every method"), (axes[1], near, big, f"within {ZOOM_PP:g} pp of dense"),
@@ -71,8 +71,8 @@ def pareto_plot(results: list[Result], out_dir: Path, batch_sizes: tuple[int, in
         fr = [r for r in front if r in rows]
         ax.step([r.ratio(b) for r in fr], [100 * r.test_acc for r in fr], where="post", color="black", lw=1,
                 alpha=0.6, label="front (chosen on validation)")
-        if old_front != front:
-            of = [r for r in old_front if r in rows]
+        if front_without_new_families != front:
+            of = [r for r in front_without_new_families if r in rows]
             ax.step([r.ratio(b) for r in of], [100 * r.test_acc for r in of], where="post", color="gray", lw=1,
                     ls="--", alpha=0.8, label=f"front without {' / '.join(FRONTIER_FAMILIES)}")
         ax.axhline(100 * dense.test_acc, color="gray", ls=":", lw=1)
@@ -223,6 +223,6 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
                        verdicts["fastest_within_1.5pp_on_validation"], WITHIN_PP_AT_QUARTER))
     if front := verdicts.get("frontier"):
         lines += ["", "## Frontier targets (chosen on validation, judged on test)", ""]
-        lines += [describe(name, v) for name, v in front.items()]
+        lines += [verdict_line(name, v) for name, v in front.items()]
     write_text(path, "\n".join(lines) + "\n")
     return path

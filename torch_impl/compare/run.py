@@ -23,7 +23,7 @@ from torch_impl.artifact import logits_fingerprint, save_compressed
 from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.points import ROUNDS_FILE, Points, point_name
 from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
-from torch_impl.compare.recipes import Context, Recipe, describe, run_recipe
+from torch_impl.compare.recipes import Context, Recipe, run_recipe, zero_share
 from torch_impl.compare.recommend import choose, recommendation, recommendation_table
 from torch_impl.compare.report import pareto_plot, targets, write_report
 from torch_impl.data import CIFAR10DataModule
@@ -132,8 +132,8 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     failures: list[dict[str, str]] = []
     for recipe in tqdm(recipes, desc="methods", unit="method", disable=not progress):
         try:
-            model, info, macs = _built(recipe, ctx, val, points)
-            result = Result.from_row({**info, **describe(model), "test_acc": float("nan")})
+            model, info, macs = build_or_load(recipe, ctx, val, points)
+            result = Result.from_row({**info, **zero_share(model), "test_acc": float("nan")})
             evaluate_into(result, model, *val, dense_val, split="val")
             evaluate_into(result, model, *test, dense_test, macs=macs)
         except Exception as err:  # one recipe's bug or bad setting must not cost the others' hours
@@ -156,7 +156,7 @@ def run_comparison(recipes: list[Recipe], ctx: Context, val: tuple[torch.Tensor,
     return [r.to_row() for r, _ in entries], summary
 
 
-def _built(recipe: Recipe, ctx: Context, val: tuple[torch.Tensor, torch.Tensor], points: Points | None
+def build_or_load(recipe: Recipe, ctx: Context, val: tuple[torch.Tensor, torch.Tensor], points: Points | None
            ) -> tuple[nn.Module, dict[str, Any], dict[str, int]]:
     """The recipe's model, what was done and its MACs per layer: from ``points`` if finished
     there, else built (and kept in ``points``)."""

@@ -50,7 +50,7 @@ def matrix_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
-def answers(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str = "dense") -> list[str]:
+def runtime_findings(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str = "dense") -> list[str]:
     """Per runtime: the fastest compressed model against dense in that runtime, judged by its interval;
     and which runtime is fastest for dense and for that model."""
     out, big = [], batch_sizes[0]
@@ -131,7 +131,7 @@ def matrix_report(rows: list[dict[str, Any]], batch_sizes: list[int], meta: dict
              "Ratios compare each model with dense in the same runtime; intervals are 95% bootstrap intervals "
              "over rounds.", "", f"![runtimes]({plot.name})", "", matrix_table(rows, batch_sizes), "",
              "## Answers", ""]
-    lines += [f"- {a}" for a in answers(rows, batch_sizes)]
+    lines += [f"- {a}" for a in runtime_findings(rows, batch_sizes)]
     for s in t.get("skipped", []):
         lines.append(f"- {s['model']} does not run in {s['runtime']}: {s['why']}")
     return "\n".join(lines) + "\n"

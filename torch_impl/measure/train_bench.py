@@ -72,34 +72,15 @@ def bench(ways: dict[str, dict[str, Any]], base: TrainConfig, blocks: int, steps
     runs = {**ways, baseline + AA_SUFFIX: ways[baseline]}
     dm = CIFAR10DataModule(base.data_dir, base.cache_dir, batch_size=base.batch_size, val_fraction=base.val_fraction,
                            shuffle_seed=base.seed)
-    per_block = _in_blocks(runs, lambda settings: statistics.median(
+    per_block = in_blocks(runs, lambda settings: statistics.median(
         step_times(replace(base, steps=warmup + steps, **settings), dm)[warmup:]), blocks, seed, progress)
-    return _result(per_block, base.batch_size, blocks, steps, warmup, runs,
+    return bench_result(per_block, base.batch_size, blocks, steps, warmup, runs,
                    "blocks of one fresh Lightning fit per way in a shuffled order; per way and block the median "
                    f"step time after {warmup} warm-up steps; speed-up = baseline step time / this way's, 20%-trimmed "
                    "geometric mean over blocks, 95% percentile-bootstrap interval over blocks")
 
 
-def bench_jax(base: TrainConfig, blocks: int, steps: int, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """The JAX reference's training loop, its fused step (update and EMA in one donated
-    program) against the two separate programs, same blocks and statistics as ``bench``.
-    Each way is compiled once before the blocks (XLA caches it for the process)."""
-    from jax_ref.train import train
-
-    dm = CIFAR10DataModule(base.data_dir, base.cache_dir, val_fraction=base.val_fraction)
-    data = dm.numpy_splits()["train"]
-    runs = {"jax two programs": False, "jax fused, donated": True, "jax two programs" + AA_SUFFIX: False}
-    for fused in (False, True):
-        train(data, 2, base.batch_size, base.seed, progress=False, fused=fused)
-    per_block = _in_blocks(runs, lambda fused: train(data, steps, base.batch_size, base.seed, progress=False,
-                                                     fused=fused)["train_time_s"] / steps, blocks, seed, progress)
-    return _result(per_block, base.batch_size, blocks, steps, 0, {n: {"fused": f} for n, f in runs.items()},
-                   "blocks of one jax_ref.train call per way in a shuffled order (compiled beforehand); per way and "
-                   "block the mean step time; speed-up = baseline step time / this way's, 20%-trimmed geometric "
-                   "mean over blocks, 95% percentile-bootstrap interval over blocks")
-
-
-def _in_blocks(runs: dict[str, Any], seconds_per_step: Callable[[Any], float], blocks: int, seed: int,
+def in_blocks(runs: dict[str, Any], seconds_per_step: Callable[[Any], float], blocks: int, seed: int,
                progress: bool) -> dict[str, list[float]]:
     """``{way: [seconds per step, one per block]}``: each block runs every way once, in a
     shuffled order, ``seconds_per_step(settings)`` timing one run."""
@@ -114,7 +95,7 @@ def _in_blocks(runs: dict[str, Any], seconds_per_step: Callable[[Any], float], b
     return per_block
 
 
-def _result(per_block: dict[str, list[float]], batch_size: int, blocks: int, steps: int, warmup: int,
+def bench_result(per_block: dict[str, list[float]], batch_size: int, blocks: int, steps: int, warmup: int,
             settings: dict[str, dict[str, Any]], method: str) -> dict[str, Any]:
     baseline = next(iter(per_block))
     rows = []

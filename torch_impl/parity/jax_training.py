@@ -1,4 +1,4 @@
-"""The JAX reference trained with the same recipe, budget and data as the torch run.
+"""The JAX reference trained with the same recipe, budget and data as the torch run, and timed.
 
 ``jax_ref`` receives the data module's numpy arrays and returns Haiku parameters; this glue
 writes them as ``params.npz`` beside a ``metrics.json`` shaped like the torch run's.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
+from torch_impl.measure.train_bench import AA_SUFFIX, bench_result, in_blocks
 from torch_impl.provenance import provenance
 from torch_impl.training import TrainConfig
 
@@ -43,3 +45,22 @@ def run_jax_training(cfg: TrainConfig) -> dict:
     save_params(Path(cfg.out_dir) / "params.npz", jax.device_get(out["avg_params"]))
     write_json(Path(cfg.out_dir) / "metrics.json", metrics)
     return metrics
+
+
+def bench_jax(base: TrainConfig, blocks: int, steps: int, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """The JAX reference's training loop, its fused step (update and EMA in one donated
+    program) against the two separate programs, same blocks and statistics as ``bench``.
+    Each way is compiled once before the blocks (XLA caches it for the process)."""
+    from jax_ref.train import train
+
+    dm = CIFAR10DataModule(base.data_dir, base.cache_dir, val_fraction=base.val_fraction)
+    data = dm.numpy_splits()["train"]
+    runs = {"jax two programs": False, "jax fused, donated": True, "jax two programs" + AA_SUFFIX: False}
+    for fused in (False, True):
+        train(data, 2, base.batch_size, base.seed, progress=False, fused=fused)
+    per_block = in_blocks(runs, lambda fused: train(data, steps, base.batch_size, base.seed, progress=False,
+                                                     fused=fused)["train_time_s"] / steps, blocks, seed, progress)
+    return bench_result(per_block, base.batch_size, blocks, steps, 0, {n: {"fused": f} for n, f in runs.items()},
+                   "blocks of one jax_ref.train call per way in a shuffled order (compiled beforehand); per way and "
+                   "block the mean step time; speed-up = baseline step time / this way's, 20%-trimmed geometric "
+                   "mean over blocks, 95% percentile-bootstrap interval over blocks")
