@@ -23,14 +23,16 @@ from tqdm.auto import tqdm
 
 from jax_ref.model import (
     FC_NAMES,
-    MLP_WIDTHS,
+    HIDDEN_WIDTHS,
     canonical,
     dense_net,
     low_rank_net,
     mlp_in,
+    mlp_out,
     native,
     pooling_of,
     take_home_names,
+    widths_of,
 )
 
 _FLOOR_SLACK = 1e-9  # as in the torch rule: 0.7 * 10 must keep 7 values, not 6
@@ -44,8 +46,8 @@ def rank_for(rank_fraction: float, n_in: int, n_out: int) -> int:
     return max(1, math.floor(rank_fraction * min(n_in, n_out) + _FLOOR_SLACK))
 
 
-def ranks_for(rank_fraction: float, pooling: str = "spatial") -> list[int]:
-    return [rank_for(rank_fraction, i, o) for i, o in zip(mlp_in(pooling), MLP_WIDTHS)]
+def ranks_for(rank_fraction: float, pooling: str = "spatial", widths: Sequence[int] = HIDDEN_WIDTHS) -> list[int]:
+    return [rank_for(rank_fraction, i, o) for i, o in zip(mlp_in(pooling, widths), mlp_out(widths))]
 
 
 def rank_approximated_weight(weight: jnp.ndarray, rank: int, svd: tuple | None = None
@@ -139,16 +141,16 @@ def sweep_point(apply_fn: Callable, params: hk.Params, images: np.ndarray, label
 def point_model(params: hk.Params, mode: str, fraction: float | None, svds: dict | None = None
                 ) -> tuple[list[int | None], Callable, hk.Params]:
     """(ranks, apply function, parameters) of one sweep point: "dense", or a mode at a fraction."""
-    pooling = pooling_of(params)
+    pooling, widths = pooling_of(params), widths_of(params)
     params = native(params, pooling)
     if mode == "dense":
-        return [None] * len(FC_NAMES), dense_net(pooling).apply, params
+        return [None] * len(FC_NAMES), dense_net(pooling, widths).apply, params
     if mode not in ("factorized", "reconstructed"):
         raise ValueError(f"mode must be factorized or reconstructed, got {mode!r}")
-    ranks = ranks_for(fraction, pooling)
+    ranks = ranks_for(fraction, pooling, widths)
     if mode == "factorized":
-        return ranks, low_rank_net(ranks, pooling).apply, factorized_params(params, ranks, svds)
-    return ranks, dense_net(pooling).apply, reconstructed_params(params, ranks, svds)
+        return ranks, low_rank_net(ranks, pooling, widths).apply, factorized_params(params, ranks, svds)
+    return ranks, dense_net(pooling, widths).apply, reconstructed_params(params, ranks, svds)
 
 
 def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
@@ -161,12 +163,12 @@ def run_sweep(params: hk.Params, images: np.ndarray, labels: np.ndarray,
     points = [("dense", None)] + [(m, f) for m in modes for f in fractions]
     svds = layer_svds(params)
     pooling = pooling_of(params)
-    shapes = mlp_in(pooling)
+    shapes, outs = mlp_in(pooling, widths_of(params)), mlp_out(widths_of(params))
     rows = []
     for mode, fraction in tqdm(points, desc="jax rank sweep", unit="point", disable=not progress):
         ranks, fn, p = point_model(params, mode, fraction, svds)
         mlp_macs = sum(i * o if r is None or mode == "reconstructed" else r * (i + o)
-                       for r, i, o in zip(ranks, shapes, MLP_WIDTHS))
+                       for r, i, o in zip(ranks, shapes, outs))
         rows.append({"framework": "jax", "pooling": pooling, "mode": mode, "rank_fraction": fraction, "ranks": ranks,
                      "mlp_macs": mlp_macs, "total_macs": CONV_MACS + mlp_macs,
                      **sweep_point(fn, p, images, labels, batch_sizes)})

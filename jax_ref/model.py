@@ -28,6 +28,9 @@ Parameter names: the spatial network names its modules (``conv1``, ``conv2``,
 ``linear``, ``linear_1``..``linear_4``), as a take-home user's saved parameters do.
 ``canonical`` and ``native`` rename between the two. Low-rank networks always use the
 explicit names, with layers ``fcK_u`` (no bias) then ``fcK_v``.
+``widths``: the four hidden layers' sizes (default ``HIDDEN_WIDTHS``); the tests run the same
+code on a small network. The literal take-home code has only the default widths, so a "haiku"
+network of other widths is the named one with the take-home's pools.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ import numpy as np
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
-MLP_WIDTHS = (3000, 2000, 2000, 1000, 10)
+HIDDEN_WIDTHS = (3000, 2000, 2000, 1000)
+NUM_CLASSES = 10
+MLP_WIDTHS = (*HIDDEN_WIDTHS, NUM_CLASSES)
 FC_NAMES = tuple(f"fc{i + 1}" for i in range(len(MLP_WIDTHS)))
 POOLINGS = ("spatial", "haiku")
 FLAT = {"spatial": 3072, "haiku": 6144}
@@ -56,8 +61,18 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
-def mlp_in(pooling: str = "spatial") -> tuple[int, ...]:
-    return (FLAT[check_pooling(pooling)], *MLP_WIDTHS[:-1])
+def mlp_in(pooling: str = "spatial", widths: Sequence[int] = HIDDEN_WIDTHS) -> tuple[int, ...]:
+    return (FLAT[check_pooling(pooling)], *widths)
+
+
+def mlp_out(widths: Sequence[int] = HIDDEN_WIDTHS) -> tuple[int, ...]:
+    return (*widths, NUM_CLASSES)
+
+
+def widths_of(params: hk.Params) -> tuple[int, ...]:
+    """The hidden widths of dense parameters (either naming), from fc1..fc4's weights."""
+    tree = canonical(params)
+    return tuple(int(np.shape(tree[name]["w"])[1]) for name in FC_NAMES[:-1])
 
 
 def _rename(params: hk.Params, to: tuple[str, ...]) -> hk.Params:
@@ -79,9 +94,14 @@ def take_home_names(params: hk.Params) -> hk.Params:
     return _rename(params, TAKE_HOME_NAMES)
 
 
+def _literal(pooling: str, widths: Sequence[int]) -> bool:
+    """Whether ``dense_net`` runs the take-home's code as written (its pools, its widths)."""
+    return check_pooling(pooling) == "haiku" and tuple(widths) == HIDDEN_WIDTHS
+
+
 def native(params: hk.Params, pooling: str) -> hk.Params:
-    """Dense parameters under the names ``dense_net(pooling)`` uses."""
-    return take_home_names(params) if check_pooling(pooling) == "haiku" else canonical(params)
+    """Dense parameters under the names ``dense_net(pooling, widths_of(params))`` uses."""
+    return take_home_names(params) if _literal(pooling, widths_of(params)) else canonical(params)
 
 
 def pooling_of(params: hk.Params) -> str:
@@ -146,22 +166,23 @@ def _trunk(x: jnp.ndarray, pooling: str) -> jnp.ndarray:
     ])(x)
 
 
-def net_fn(images: jnp.ndarray, pooling: str = "spatial") -> jnp.ndarray:
+def net_fn(images: jnp.ndarray, pooling: str = "spatial", widths: Sequence[int] = HIDDEN_WIDTHS) -> jnp.ndarray:
     """Dense network: logits ``[N, 10]`` for uint8 NHWC images."""
-    if check_pooling(pooling) == "haiku":
+    if _literal(pooling, widths):
         return take_home_net_fn(images)
     x = _trunk(normalize(images), pooling)
-    for i, (name, width) in enumerate(zip(FC_NAMES, MLP_WIDTHS)):
+    for i, (name, width) in enumerate(zip(FC_NAMES, mlp_out(widths))):
         x = hk.Linear(width, name=name)(x)
         if i < len(MLP_WIDTHS) - 1:
             x = jax.nn.relu(x)
     return x
 
 
-def low_rank_net_fn(images: jnp.ndarray, ranks: Sequence[int | None], pooling: str = "spatial") -> jnp.ndarray:
+def low_rank_net_fn(images: jnp.ndarray, ranks: Sequence[int | None], pooling: str = "spatial",
+                    widths: Sequence[int] = HIDDEN_WIDTHS) -> jnp.ndarray:
     """Each linear layer as ``x @ u @ v + b`` (``u [in, r]``, ``v [r, out]``); None keeps it dense."""
     x = _trunk(normalize(images), pooling)
-    for i, (name, width, rank) in enumerate(zip(FC_NAMES, MLP_WIDTHS, ranks)):
+    for i, (name, width, rank) in enumerate(zip(FC_NAMES, mlp_out(widths), ranks)):
         if rank is None:
             x = hk.Linear(width, name=name)(x)
         else:
@@ -172,24 +193,27 @@ def low_rank_net_fn(images: jnp.ndarray, ranks: Sequence[int | None], pooling: s
     return x
 
 
-DENSE_NETS = {p: hk.without_apply_rng(hk.transform(functools.partial(net_fn, pooling=p))) for p in POOLINGS}
-net = DENSE_NETS["spatial"]
+@functools.cache
+def dense_net(pooling: str = "spatial", widths: tuple[int, ...] = HIDDEN_WIDTHS) -> hk.Transformed:
+    """The dense network (one object per shape, so jit caches its programs); its parameters are
+    named as ``native(params, pooling)`` names them."""
+    check_pooling(pooling)
+    return hk.without_apply_rng(hk.transform(functools.partial(net_fn, pooling=pooling, widths=tuple(widths))))
 
 
-def dense_net(pooling: str = "spatial") -> hk.Transformed:
-    """The dense network; its parameters are named as ``native(params, pooling)`` names them."""
-    return DENSE_NETS[check_pooling(pooling)]
+net = dense_net("spatial")
 
 
-def low_rank_net(ranks: Sequence[int | None], pooling: str = "spatial") -> hk.Transformed:
-    ranks = tuple(ranks)
+def low_rank_net(ranks: Sequence[int | None], pooling: str = "spatial",
+                 widths: Sequence[int] = HIDDEN_WIDTHS) -> hk.Transformed:
+    ranks, widths = tuple(ranks), tuple(widths)
     if len(ranks) != len(MLP_WIDTHS):
         raise ValueError(f"need one rank per linear layer ({len(MLP_WIDTHS)}), got {len(ranks)}")
     check_pooling(pooling)
-    return hk.without_apply_rng(hk.transform(lambda images: low_rank_net_fn(images, ranks, pooling)))
+    return hk.without_apply_rng(hk.transform(lambda images: low_rank_net_fn(images, ranks, pooling, widths)))
 
 
-def init_params(seed: int = 42, pooling: str = "spatial") -> hk.Params:
+def init_params(seed: int = 42, pooling: str = "spatial", widths: Sequence[int] = HIDDEN_WIDTHS) -> hk.Params:
     """Haiku's default init (truncated normal, std 1/sqrt(fan_in), zero bias) from PRNGKey(seed),
     under the network's own names (``native``)."""
-    return dense_net(pooling).init(jax.random.PRNGKey(seed), np.zeros((1, 32, 32, 3), np.uint8))
+    return dense_net(pooling, tuple(widths)).init(jax.random.PRNGKey(seed), np.zeros((1, 32, 32, 3), np.uint8))

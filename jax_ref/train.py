@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jax_ref.model import dense_net, init_params, native, net, pooling_of, take_home_names
+from jax_ref.model import HIDDEN_WIDTHS, dense_net, init_params, native, net, pooling_of, take_home_names, widths_of
 
 LEARNING_RATE = 1e-3
 L2_COEF = 1e-4
@@ -92,7 +92,7 @@ def accuracy(params: hk.Params, images: np.ndarray, labels: np.ndarray, apply_fn
     """Top-1 accuracy; without ``apply_fn``, of the dense network the parameters' shapes name."""
     if apply_fn is None:
         pooling = pooling_of(params)
-        params, apply_fn = native(params, pooling), dense_net(pooling).apply
+        params, apply_fn = native(params, pooling), dense_net(pooling, widths_of(params)).apply
     correct = 0
     for i in range(0, len(labels), chunk):
         correct += int((np.asarray(_predict(apply_fn, params, images[i: i + chunk])) == labels[i: i + chunk]).sum())
@@ -114,23 +114,23 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) 
 def train(train_data: tuple[np.ndarray, np.ndarray], steps: int, batch_size: int, seed: int = 42,
           params: hk.Params | None = None, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
           eval_every: int = 0, progress: bool = True, stream: Iterator[tuple] | None = None,
-          opt: optax.GradientTransformation = optimizer, pooling: str = "spatial", fused: bool = True
-          ) -> dict[str, Any]:
+          opt: optax.GradientTransformation = optimizer, pooling: str = "spatial", fused: bool = True,
+          widths: tuple[int, ...] = HIDDEN_WIDTHS) -> dict[str, Any]:
     """Run the recipe; returns live and EMA params, the loss per step, and timings.
 
     ``params`` (either naming) start the run instead of the seeded init, and name the network
-    themselves; otherwise ``pooling`` does. The returned parameters use the network's own names.
+    themselves; otherwise ``pooling`` and ``widths`` do. The returned parameters use the network's own names.
     ``stream`` overrides the shuffled batches (the parity tests feed torch's batches);
     ``opt`` overrides the recipe's Adam (the parity tests check that a wrong one is seen).
     ``fused=False`` runs the update and the EMA as two programs without donation, the slower
     way kept to measure the fused one against (``scripts/bench_training.py --framework jax``).
     """
     if params is None:
-        params = init_params(seed, pooling)
+        params = init_params(seed, pooling, widths)
     else:
-        pooling = pooling_of(params)
+        pooling, widths = pooling_of(params), widths_of(params)
         params = native(params, pooling)
-    apply_fn = dense_net(pooling).apply
+    apply_fn = dense_net(pooling, tuple(widths)).apply
     params = _own_buffers(params)
     avg_params = _own_buffers(params)
     opt_state = _own_buffers(opt.init(params))

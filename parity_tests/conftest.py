@@ -17,7 +17,7 @@ from tests.conftest import REAL_DATA
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lit_module import LitClassifier
 from torch_impl.lowrank import model_svds
-from torch_impl.model import POOLINGS, Net
+from torch_impl.model import POOLINGS, SMALL_WIDTHS, Net
 from torch_impl.parity.haiku_convert import torch_to_haiku
 
 # Enough for clear class margins and an accuracy curve worth comparing (test_curve_parity's
@@ -41,10 +41,12 @@ def pooling(request) -> str:
 
 @pytest.fixture(scope="session")
 def trained_net(real_splits, pooling: str) -> Net:
-    """The recipe's live weights after a short Lightning run on real images."""
+    """The recipe's live weights after a short Lightning run on real images, on the small network
+    (``SMALL_WIDTHS``: the same layers and code paths; the full-size ones are compared at their
+    init in test_forward_parity and test_training_parity)."""
     L.seed_everything(0, verbose=False)
     dm = CIFAR10DataModule(str(REAL_DATA), batch_size=128, train_limit=20000)
-    module = LitClassifier(init_seed=42, pooling=pooling)
+    module = LitClassifier(init_seed=42, pooling=pooling, widths=SMALL_WIDTHS)
     trainer = L.Trainer(max_steps=TRAIN_STEPS[pooling], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         accelerator="cpu", devices=1)

@@ -26,7 +26,7 @@ CURVE_ATOL_PP = 0.1
 # images both frameworks' whole curves matched exactly point by point (the sweeps of a
 # JAX-trained Haiku file, README).
 N_TEST = 1000
-CURVE_FRACTIONS = {"spatial": (1.0, 0.7, 0.4, 0.1), "haiku": (1.0, 0.1)}
+CURVE_FRACTIONS = {"spatial": (1.0, 0.7, 0.4, 0.1), "haiku": (1.0, 0.7, 0.4, 0.1)}
 # The session's network after its short run on real images, at full rank (= dense): well above
 # chance (10%), so the recipe learns from the real data. Measured on an Intel Xeon: see the message.
 MIN_LIVE_ACCURACY_PCT = 30.0
@@ -44,13 +44,13 @@ def curves(trained_net, trained_svds, real_splits, pooling: str) -> dict[str, di
         for f in CURVE_FRACTIONS[pooling]:
             small, _ = compress_model(trained_net, rank_fraction=f, mode=mode, svds=t_svds)
             t_curve.append(100 * torch_accuracy(small, torch.from_numpy(images), torch.from_numpy(labels)))
-            ranks = ranks_for(f, pooling)
+            ranks = ranks_for(f, pooling, trained_net.widths)
             if mode == "factorized":
                 j_curve.append(100 * jax_accuracy(factorized_params(dense, ranks, j_svds), images, labels,
-                                                  low_rank_net(ranks, pooling).apply))
+                                                  low_rank_net(ranks, pooling, trained_net.widths).apply))
             else:
                 j_curve.append(100 * jax_accuracy(reconstructed_params(dense, ranks, j_svds), images, labels,
-                                                  dense_net(pooling).apply))
+                                                  dense_net(pooling, trained_net.widths).apply))
         out["torch"][mode], out["jax"][mode] = t_curve, j_curve
     return out
 

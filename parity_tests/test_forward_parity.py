@@ -11,7 +11,7 @@ from jax_ref.lowrank import factorized_params, ranks_for, reconstructed_params
 from jax_ref.model import dense_net, init_params, low_rank_net
 from torch_impl.inference import predict
 from torch_impl.lowrank import compress_model
-from torch_impl.model import POOLINGS, build_model
+from torch_impl.model import HIDDEN_WIDTHS, POOLINGS, SMALL_WIDTHS, build_model
 from torch_impl.parity.haiku_convert import haiku_to_torch, torch_to_haiku
 
 # The same weights on both sides, one forward pass (no chaotic growth). Measured on an Intel
@@ -22,12 +22,10 @@ LOGITS_RTOL = 1e-4
 # have a smaller gap (factorized f=0.1, smallest 2.3e-4), and none of them changed class.
 TIE_MARGIN = 1e-3
 FRACTIONS = (1.0, 0.5, 0.2, 0.1)
-# The "haiku" network at two of them: its per-fraction runs cost 1.5x the spatial one's, and
-# the suite has a time budget; four points of its curve are compared in test_curve_parity.
 # A test loops over its network's fractions instead of taking them as parameters: parametrizing
-# the session's `pooling` fixture per test gave each case its own cache key, and retrained
-# `trained_net` for every one of them (a minute each).
-LOW_RANK_FRACTIONS = {"spatial": FRACTIONS, "haiku": (0.5, 0.1)}
+# the session's `pooling` fixture per test would give each case its own cache key, and retrain
+# `trained_net` for every one of them.
+LOW_RANK_FRACTIONS = {"spatial": FRACTIONS, "haiku": FRACTIONS}
 
 
 def jax_logits(apply_fn, params, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
@@ -55,13 +53,14 @@ def assert_same_classes(got: np.ndarray, want: np.ndarray, what: str) -> None:
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("names", ["auto", "canonical", "take-home"])
 def test_conversion_round_trip_is_exact(pooling: str, names: str) -> None:
-    net_t = build_model(3, pooling)
+    net_t = build_model(3, pooling, SMALL_WIDTHS)
     back = haiku_to_torch(torch_to_haiku(net_t, names))
-    assert back.pooling == pooling
+    assert back.pooling == pooling and back.widths == SMALL_WIDTHS
     for (k, a), b in zip(net_t.state_dict().items(), back.state_dict().values()):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_conversion_matches_haiku_names_and_shapes(pooling: str) -> None:
     """The literal network's tree is what ``hk.transform`` of the take-home's hk.Sequential
@@ -77,33 +76,35 @@ def test_conversion_matches_haiku_names_and_shapes(pooling: str) -> None:
 
 
 def test_haiku_to_torch_rejects_wrong_trees() -> None:
-    params = {m: dict(d) for m, d in torch_to_haiku(build_model(0)).items()}
-    params["fc2"]["w"] = params["fc2"]["w"].T
-    with pytest.raises(ValueError, match=r"fc2/w: expected shape \(3000, 2000\), got \(2000, 3000\)"):
+    params = {m: dict(d) for m, d in torch_to_haiku(build_model(0, widths=SMALL_WIDTHS)).items()}
+    params["fc2"]["w"] = params["fc2"]["w"][:-1]
+    with pytest.raises(ValueError, match=r"fc2/w: expected shape \(96, 64\), got \(95, 64\)"):
         haiku_to_torch(params)
     with pytest.raises(ValueError, match="must have the modules .* got \\['conv2', 'fc1'"):
         haiku_to_torch({k: v for k, v in params.items() if k != "conv1"})
-    params = {m: dict(d) for m, d in torch_to_haiku(build_model(0)).items()}
+    params = {m: dict(d) for m, d in torch_to_haiku(build_model(0, widths=SMALL_WIDTHS)).items()}
     params["conv2"]["w"] = params["conv2"]["w"][:, :, :12]
     with pytest.raises(ValueError, match=r"match neither network: conv2 w \(5, 5, 12, 48\)"):
         haiku_to_torch(params)
 
 
+@pytest.mark.parametrize("widths", [SMALL_WIDTHS, pytest.param(HIDDEN_WIDTHS, marks=pytest.mark.slow)],
+                         ids=["small", "full-size"])
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_haiku_init_loaded_into_torch_gives_the_same_logits(pooling: str) -> None:
-    hk_params = jax.device_get(init_params(42, pooling))  # the other direction: Haiku's own init
+def test_haiku_init_loaded_into_torch_gives_the_same_logits(pooling: str, widths: tuple[int, ...]) -> None:
+    hk_params = jax.device_get(init_params(42, pooling, widths))  # the other direction: Haiku's own init
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     torch_net = haiku_to_torch(hk_params)
-    assert torch_net.pooling == pooling
-    assert_logits_close(torch_logits(torch_net, images), jax_logits(dense_net(pooling).apply, hk_params, images),
-                        f"haiku init, {pooling}")
+    assert torch_net.pooling == pooling and torch_net.widths == widths
+    j = jax_logits(dense_net(pooling, widths).apply, hk_params, images)
+    assert_logits_close(torch_logits(torch_net, images), j, f"haiku init, {pooling}")
 
 
 @pytest.mark.slow
 def test_dense_logits_and_classes_on_real_images(trained_net, real_splits, pooling: str) -> None:
     images = real_splits["test"][0][:2000]
     params = torch_to_haiku(trained_net)  # "haiku": the take-home's names, for its verbatim hk.Sequential
-    t, j = torch_logits(trained_net, images), jax_logits(dense_net(pooling).apply, params, images)
+    t, j = torch_logits(trained_net, images), jax_logits(dense_net(pooling, trained_net.widths).apply, params, images)
     assert_logits_close(t, j, f"dense {pooling}")
     assert_same_classes(t, j, f"dense {pooling}")
 
@@ -115,8 +116,8 @@ def test_low_rank_logits_with_the_same_factors(trained_net, real_splits, trained
     for fraction in LOW_RANK_FRACTIONS[pooling]:
         small, report = compress_model(trained_net, rank_fraction=fraction, svds=trained_svds[0])
         ranks = [r.rank for r in report]
-        assert ranks == ranks_for(fraction, pooling)  # both sides apply the same rank rule
-        j = jax_logits(low_rank_net(ranks, pooling).apply, torch_to_haiku(small), images)
+        assert ranks == ranks_for(fraction, pooling, trained_net.widths)  # both sides apply the same rank rule
+        j = jax_logits(low_rank_net(ranks, pooling, trained_net.widths).apply, torch_to_haiku(small), images)
         t = torch_logits(small, images)
         assert_logits_close(t, j, f"{pooling}, factorized f={fraction}")
         assert_same_classes(t, j, f"{pooling}, factorized f={fraction}")
@@ -127,14 +128,16 @@ def test_low_rank_logits_from_each_frameworks_own_svd(trained_net, real_splits, 
     images = real_splits["test"][0][:1000]
     dense = torch_to_haiku(trained_net)
     t_svds, j_svds = trained_svds
+    widths = trained_net.widths
     for fraction in LOW_RANK_FRACTIONS[pooling]:
-        ranks = ranks_for(fraction, pooling)
+        ranks = ranks_for(fraction, pooling, widths)
         for mode in ("factorized", "reconstructed"):
             small, _ = compress_model(trained_net, rank_fraction=fraction, mode=mode, svds=t_svds)
             if mode == "factorized":
-                j = jax_logits(low_rank_net(ranks, pooling).apply, factorized_params(dense, ranks, j_svds), images)
+                j = jax_logits(low_rank_net(ranks, pooling, widths).apply, factorized_params(dense, ranks, j_svds),
+                               images)
             else:
-                j = jax_logits(dense_net(pooling).apply, reconstructed_params(dense, ranks, j_svds), images)
+                j = jax_logits(dense_net(pooling, widths).apply, reconstructed_params(dense, ranks, j_svds), images)
             t = torch_logits(small, images)
             assert_logits_close(t, j, f"{pooling}, {mode} f={fraction}")
             assert_same_classes(t, j, f"{pooling}, {mode} f={fraction}")

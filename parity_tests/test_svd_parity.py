@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jax_ref.lowrank import rank_approximated_weight, rank_for
-from torch_impl.lowrank import LowRankLinear, rank_from_fraction
+from torch_impl.lowrank import LowRankLinear, linear_svd, rank_from_fraction
 from torch_impl.parity.haiku_convert import torch_to_haiku
 
 # Both SVDs are backward stable: each computed singular value is within c * eps * s_max of
@@ -72,8 +72,14 @@ def test_singular_values_agree(layers) -> None:
 
 
 @pytest.fixture(scope="module")
-def spectral_layers():
-    return [spectral_weight(i, o, seed) for seed, (i, o) in enumerate(SCALED_SHAPES)]
+def spectral_layers() -> list[tuple[torch.nn.Linear, tuple, tuple]]:
+    """Each synthetic layer with torch's and JAX's SVD of it, computed once for every fraction."""
+    out = []
+    for seed, (i, o) in enumerate(SCALED_SHAPES):
+        lin = spectral_weight(i, o, seed)
+        w_haiku = lin.weight.detach().numpy().T.copy()  # [in, out]
+        out.append((lin, linear_svd(lin), np.linalg.svd(w_haiku, full_matrices=False)))
+    return out
 
 
 @pytest.mark.slow
@@ -90,10 +96,10 @@ def test_full_rank_reconstructions_of_the_real_layers_agree(layers) -> None:
 @pytest.mark.parametrize("fraction", FRACTIONS)
 def test_truncated_reconstructions_and_outputs_agree(spectral_layers, fraction: float) -> None:
     x = np.random.default_rng(0).normal(size=(8, SCALED_SHAPES[0][0])).astype(np.float32)
-    for i, lin in enumerate(spectral_layers):
-        low = LowRankLinear.from_linear(lin, rank_fraction=fraction)
+    for i, (lin, t_svd, j_svd) in enumerate(spectral_layers):
+        low = LowRankLinear.from_linear(lin, rank_fraction=fraction, svd=t_svd)
         w_haiku = lin.weight.detach().numpy().T.copy()  # [in, out]
-        u, v = rank_approximated_weight(w_haiku, low.rank)
+        u, v = rank_approximated_weight(w_haiku, low.rank, j_svd)
         recon_j = np.asarray(u @ v)
         recon_t = low.reconstructed_weight().detach().numpy().T
         np.testing.assert_allclose(recon_t, recon_j, atol=RECON_ATOL, err_msg=f"layer {i} f={fraction}")

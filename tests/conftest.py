@@ -52,8 +52,19 @@ def quick_roofline(monkeypatch) -> None:
 
 @pytest.fixture(scope="session")
 def net_svds() -> tuple[nn.Module, dict]:
-    """A dense Net (seed 0) and its layer SVDs, made once for the whole session (float64 SVDs of
-    3072x3000 weights take seconds). Shared by many tests: none may modify either."""
+    """A dense small Net (``SMALL_WIDTHS``, seed 0) and its layer SVDs, made once per session.
+    Shared by many tests: none may modify either."""
+    from torch_impl.lowrank import model_svds
+    from torch_impl.model import SMALL_WIDTHS, build_model
+
+    net = build_model(0, widths=SMALL_WIDTHS).eval()
+    return net, model_svds(net)
+
+
+@pytest.fixture(scope="session")
+def full_net_svds() -> tuple[nn.Module, dict]:
+    """The full-size Net (seed 0) and its SVDs (float64 SVDs of 3072x3000 weights take seconds),
+    for the one full-size test each code path keeps in the slow lane. None may modify either."""
     from torch_impl.lowrank import model_svds
     from torch_impl.model import build_model
 

@@ -22,7 +22,7 @@ from torch_impl.compare.recipes import Recipe, default_recipes
 from torch_impl.compare.run import make_context, run_comparison, select_recipes
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.measure.latency import TimingProtocol
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 # Cheap recipes that need no SVD (they run in the default recipe order, fine-tunes first).
@@ -52,7 +52,7 @@ def compare_script():
 @pytest.mark.slow
 def test_sigkill_in_the_middle_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, capsys) -> None:
     root = write_image_folder(tmp_path / "cifar", n_train=8, n_test=2)
-    ckpt = save_model(tmp_path / "model.pt", build_model(42).eval())
+    ckpt = save_model(tmp_path / "model.pt", build_model(42, widths=SMALL_WIDTHS).eval())
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "killed"
     run = subprocess.Popen(compare(root, ckpt, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,7 +10,7 @@ from tests.conftest import learnable_images
 from torch_impl.compare.data_aware import data_aware_compress, output_spectra, output_stats
 from torch_impl.lowrank import compress_model
 from torch_impl.lowrank_conv import LowRankConv2d, compress_convs, conv_break_even_rank
-from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, build_model
+from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, SMALL_WIDTHS, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 FULL_RANK_ATOL = 1e-4  # fp32 outputs through a float64 factorization cast back; 1.8e-6 (margin 108)
@@ -23,7 +23,7 @@ def net_and_calib() -> tuple[nn.Module, torch.Tensor]:
     """A dense Net given a few training-like steps' worth of structure: random init is enough for
     the inequality (it holds for any weights), and real images keep the inputs realistic."""
     images, _ = learnable_images(12, seed=3)  # 120 images
-    return build_model(0).eval(), torch.from_numpy(images)
+    return build_model(0, widths=SMALL_WIDTHS).eval(), torch.from_numpy(images)
 
 
 def layer_output(model: nn.Module, name: str, images: torch.Tensor) -> torch.Tensor:

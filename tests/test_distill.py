@@ -11,7 +11,7 @@ from torch_impl.compare.distill import LitDistiller, distillation_loss
 from torch_impl.compare.finetune import finetune
 from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 LOSS_ATOL = 1e-6  # fp32 log-softmax sums over 10 classes; measured 6.0e-8 on an Intel Xeon (margin 17)
 
@@ -29,13 +29,13 @@ def test_distillation_loss_limits() -> None:
     torch.testing.assert_close(distillation_loss(student, teacher, labels, temperature=2.0, alpha=1.0), by_hand,
                                rtol=0, atol=LOSS_ATOL)
     with pytest.raises(ValueError, match="temperature > 0"):
-        LitDistiller(build_model(0), build_model(1), temperature=0.0)
+        LitDistiller(build_model(0, widths=SMALL_WIDTHS), build_model(1, widths=SMALL_WIDTHS), temperature=0.0)
 
 
 def test_distilled_finetune_moves_the_student_not_the_teacher(tmp_path) -> None:
     root = write_image_folder(tmp_path, n_train=4, n_test=2)
     dm = CIFAR10DataModule(str(root), str(root / "cache"), batch_size=8, val_fraction=0.0)
-    teacher = build_model(0).eval()
+    teacher = build_model(0, widths=SMALL_WIDTHS).eval()
     student = fold_pools(teacher)
     before_t = {k: v.clone() for k, v in teacher.state_dict().items()}
     before_s = {k: v.clone() for k, v in student.state_dict().items()}

@@ -22,7 +22,7 @@ from torch_impl.deploy.export import (
     weight_shapes,
 )
 from torch_impl.lowrank import LowRankLinear, compress_model
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
@@ -48,7 +48,7 @@ def test_export_keeps_factors_and_matches_eager(low_rank, data, tmp_path: Path, 
 
 
 def test_the_check_sees_factors_multiplied_back(low_rank) -> None:
-    merged = build_model(0).eval()
+    merged = build_model(0, widths=SMALL_WIDTHS).eval()
     for name, m in low_rank.named_modules():
         if isinstance(m, LowRankLinear):
             merged.set_submodule(name, m.merge())

@@ -10,7 +10,7 @@ from tests.conftest import write_image_folder
 from torch_impl.compare.finetune import TailAverage, finetune, zero_fraction
 from torch_impl.compare.non_svd import magnitude_prune, make_permanent
 from torch_impl.data import CIFAR10DataModule
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it
 
@@ -38,18 +38,20 @@ def dm(tmp_path_factory) -> CIFAR10DataModule:
 @pytest.mark.parametrize("steps,share,averaged", [(4, 0.5, 2), (5, 0.5, 2), (3, 0.01, 1), (3, 1.0, 3)])
 def test_finetune_returns_the_tail_average(dm, steps: int, share: float, averaged: int) -> None:
     snaps = Snapshots()
-    model, info = finetune(build_model(0), dm, steps, accelerator="cpu", averaged_share=share, callbacks=[snaps])
+    model, info = finetune(build_model(0, widths=SMALL_WIDTHS), dm, steps, accelerator="cpu", averaged_share=share,
+                           callbacks=[snaps])
     assert len(snaps.states) == steps and info["finetune_averaged_share"] == share
     for k, v in model.state_dict().items():
         mean = torch.stack([s[k] for s in snaps.states[-averaged:]]).mean(0)
         torch.testing.assert_close(v, mean, rtol=0, atol=AVERAGE_ATOL, msg=lambda m: f"{k}: {m}")
-    live, _ = finetune(build_model(0), dm, steps, accelerator="cpu", averaged_share=None)
+    live, _ = finetune(build_model(0, widths=SMALL_WIDTHS), dm, steps, accelerator="cpu", averaged_share=None)
     for k, v in live.state_dict().items():  # no averaging: the last live weights (same seed, same steps)
         torch.testing.assert_close(v, snaps.states[-1][k], rtol=0, atol=AVERAGE_ATOL)
 
 
 def test_pruned_model_finetunes_with_averaging_and_keeps_its_zeros(dm) -> None:
-    model, _ = finetune(magnitude_prune(build_model(0), 0.8, permanent=False), dm, 3, accelerator="cpu")
+    pruned = magnitude_prune(build_model(0, widths=SMALL_WIDTHS), 0.8, permanent=False)
+    model, _ = finetune(pruned, dm, 3, accelerator="cpu")
     assert zero_fraction(make_permanent(model)) == pytest.approx(0.8, abs=1e-3)
 
 

@@ -12,7 +12,7 @@ from tests.conftest import TinyNet, write_image_folder
 from torch_impl.compare.from_scratch import random_low_rank, train_from_scratch
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 # Haiku's truncated normal (+-2 std) has std 0.880 of its scale; a 3000x400 factor's sample
 # std is within 0.1% of that, so 2% is loose for the big factors and still catches a wrong fan-in
@@ -23,20 +23,20 @@ EMA_SHARE_BOUND = 0.01  # 3 EMA steps of 0.001 move the kept weights ~0.3% of th
 
 
 def test_the_shapes_of_the_ranks_drawn_with_haikus_init() -> None:
-    dense = build_model(0)
-    ranks = {"classifier.0": 400, "classifier.2": 64, "classifier.8": None}
+    dense = build_model(0, widths=SMALL_WIDTHS)
+    ranks = {"classifier.0": 48, "classifier.2": 32, "classifier.8": None}
     model = random_low_rank(dense, ranks)
     first, second = model.get_submodule("classifier.0"), model.get_submodule("classifier.2")
-    assert isinstance(first, LowRankLinear) and (first.A.shape, first.B.shape) == ((400, 3072), (3000, 400))
-    assert isinstance(second, LowRankLinear) and second.rank == 64
+    assert isinstance(first, LowRankLinear) and (first.A.shape, first.B.shape) == ((48, 3072), (96, 48))
+    assert isinstance(second, LowRankLinear) and second.rank == 32
     assert type(model.get_submodule("classifier.8")) is nn.Linear  # None: kept dense, drawn afresh
-    for t, fan_in in ((first.A, 3072), (first.B, 400), (second.B, 64)):
+    for t, fan_in in ((first.A, 3072), (first.B, 48), (second.B, 32)):
         assert float(t.detach().std()) == pytest.approx(TRUNC_STD / math.sqrt(fan_in), rel=STD_RTOL)
         assert float(t.detach().abs().max()) <= 2 / math.sqrt(fan_in) + 1e-7  # truncated at two std
     assert float(first.bias.abs().max()) == 0.0
     # nothing of the trained template is kept, and the template is untouched
     assert not torch.equal(model.features[0].weight, dense.features[0].weight)
-    assert torch.equal(dense.features[0].weight, build_model(0).features[0].weight)
+    assert torch.equal(dense.features[0].weight, build_model(0, widths=SMALL_WIDTHS).features[0].weight)
     again = random_low_rank(dense, ranks)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     other = random_low_rank(dense, ranks, seed=7)
@@ -47,7 +47,7 @@ def test_the_shapes_of_the_ranks_drawn_with_haikus_init() -> None:
 
 def test_only_linears_are_factorized() -> None:
     with pytest.raises(ValueError, match="'features.0' is a Conv2d, not an nn.Linear"):
-        random_low_rank(build_model(0), {"features.0": 4})
+        random_low_rank(build_model(0, widths=SMALL_WIDTHS), {"features.0": 4})
 
 
 def test_the_recipes_ema_is_what_is_kept(tmp_path) -> None:

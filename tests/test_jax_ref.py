@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jax_ref.lowrank import factorized_params, rank_approximated_weight, rank_for, ranks_for
-from jax_ref.model import CIFAR10_MEAN, CIFAR10_STD, init_params, low_rank_net, net, normalize
+from jax_ref.model import CIFAR10_MEAN, CIFAR10_STD, dense_net, init_params, low_rank_net, normalize
+from torch_impl.model import SMALL_WIDTHS
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 NORM_ATOL = 1e-6  # float32 normalization against Python's float64; 1.7e-7 (margin 6), elementwise IEEE
@@ -17,6 +18,7 @@ EY_RTOL = 1e-3  # float32 SVD's truncation error against the float64 tail; 4.5e-
 # grows with the matrix: bounded relative to its norm; 4.7e-5 of a norm of 50 (margin 10).
 EY_NORM_RTOL = 1e-5
 INIT_STD_RTOL = 0.05  # sample std of the seeded draws (no CPU dependence); 0.7% off (margin 7)
+
 LOGITS_ATOL = 1e-4  # factorized at full rank vs dense, float32; 4.9e-7 (203)
 TRUNC_STD_FACTOR = 0.8796256610342398
 # Fused and separate train steps: the same operations; fusion may reorder float32 round-off
@@ -27,6 +29,12 @@ FUSED_RTOL, FUSED_ATOL = 1e-5, 1e-7
 @pytest.fixture(scope="module")
 def params():
     return init_params(42)
+
+
+@pytest.fixture(scope="module")
+def small_params():
+    """The small network's (``SMALL_WIDTHS``): the same code at a fraction of the cost."""
+    return init_params(42, "spatial", SMALL_WIDTHS)
 
 
 def test_parameter_shapes_and_count(params) -> None:
@@ -100,19 +108,20 @@ def test_rank_approximated_weight(rank: int) -> None:
         rank_approximated_weight(w, 41)
 
 
-@pytest.mark.slow
-def test_rank_rule_and_low_rank_net(params) -> None:
+def test_rank_rule_and_low_rank_net(small_params) -> None:
     assert ranks_for(0.1) == [300, 200, 200, 100, 1]
+    assert ranks_for(0.1, "spatial", SMALL_WIDTHS) == [9, 6, 6, 3, 1]
     assert rank_for(0.7, 1000, 10) == 7
     with pytest.raises(ValueError, match="rank_fraction"):
         rank_for(0.0, 10, 10)
-    ranks = ranks_for(1.0)
+    ranks = ranks_for(1.0, "spatial", SMALL_WIDTHS)
     x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    full = low_rank_net(ranks).apply(factorized_params(params, ranks), x)
-    np.testing.assert_allclose(np.asarray(full), np.asarray(net.apply(params, x)), atol=LOGITS_ATOL)
+    full = low_rank_net(ranks, "spatial", SMALL_WIDTHS).apply(factorized_params(small_params, ranks), x)
+    dense = dense_net("spatial", SMALL_WIDTHS).apply(small_params, x)
+    np.testing.assert_allclose(np.asarray(full), np.asarray(dense), atol=LOGITS_ATOL)
 
 
-def test_the_fused_donated_step_computes_what_the_two_programs_did(params) -> None:
+def test_the_fused_donated_step_computes_what_the_two_programs_did(small_params) -> None:
     """The training loop's one-program step (update + EMA, buffers donated) against the update
     and EMA as separate programs: the same parameters after 3 steps, and the caller's
     parameters still alive (donation works on the loop's own copies)."""
@@ -120,10 +129,11 @@ def test_the_fused_donated_step_computes_what_the_two_programs_did(params) -> No
 
     rng = np.random.default_rng(0)
     data = (rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 64))
+    params = small_params
     fused = train(data, 3, 16, params=params, progress=False, fused=True)
     plain = train(data, 3, 16, params=params, progress=False, fused=False)
     for key in ("params", "avg_params"):
         for a, b in zip(jax.tree_util.tree_leaves(fused[key]), jax.tree_util.tree_leaves(plain[key])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=FUSED_RTOL, atol=FUSED_ATOL)
     np.testing.assert_allclose(fused["losses"], plain["losses"], rtol=FUSED_RTOL)
-    assert float(jnp.sum(params["fc1"]["w"])) == float(jnp.sum(init_params(42)["fc1"]["w"]))
+    assert float(jnp.sum(params["fc1"]["w"])) == float(jnp.sum(init_params(42, "spatial", SMALL_WIDTHS)["fc1"]["w"]))

@@ -10,7 +10,7 @@ from torch import nn
 
 from torch_impl.lowrank import LowRankLinear, break_even_rank, compress_model, rank_from_fraction, set_mode
 from torch_impl.measure.sweep import DEFAULT_FRACTIONS, parse_fractions
-from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, MLP_SHAPES, build_model
+from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, MLP_SHAPES, SMALL_WIDTHS, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 FULL_RANK_ATOL = 1e-5  # fp32 outputs of a float64 SVD cast back to fp32; 6.0e-7 (margin 17)
@@ -106,22 +106,27 @@ def test_break_even_rank() -> None:
     assert break_even_rank(3072, 3000) == pytest.approx(1517.8, abs=0.1)
 
 
-@pytest.mark.slow
-def test_compress_model_copies_and_reports(net_svds) -> None:
-    net, svds = net_svds
+# A tenth of each layer's rank, by network: the small one the tests use, and the full-size one.
+RANKS_AT_A_TENTH = {"net_svds": [9, 6, 6, 3, 1], "full_net_svds": [300, 200, 200, 100, 1]}
+
+
+@pytest.mark.parametrize("network", [pytest.param("net_svds", id="small"),
+                                     pytest.param("full_net_svds", id="full-size", marks=pytest.mark.slow)])
+def test_compress_model_copies_and_reports(request, network: str) -> None:
+    net, svds = request.getfixturevalue(network)
     original = {k: v.clone() for k, v in net.state_dict().items()}
     small, report = compress_model(net, rank_fraction=0.1, svds=svds)
-    assert [r.rank for r in report] == [300, 200, 200, 100, 1]
+    assert [r.rank for r in report] == RANKS_AT_A_TENTH[network]
     assert all(isinstance(small.get_submodule(r.name), LowRankLinear) for r in report)
     for k, v in net.state_dict().items():
         assert torch.equal(v, original[k]), f"original model changed at {k}"
-    fc1 = report[0]
-    assert (fc1.params_before, fc1.macs_before) == (3072 * 3000 + 3000, 3072 * 3000)
-    assert (fc1.params_after, fc1.macs_after) == (300 * 6072 + 3000, 300 * 6072)
+    fc1, r = report[0], report[0].rank
+    n_out = net.widths[0]
+    assert (fc1.params_before, fc1.macs_before) == (3072 * n_out + n_out, 3072 * n_out)
+    assert (fc1.params_after, fc1.macs_after) == (r * (3072 + n_out) + n_out, r * (3072 + n_out))
     assert sum(p.numel() for p in small.parameters()) == sum(r.params_after for r in report) + 18 * 76 + 48 * 451
 
 
-@pytest.mark.slow
 def test_full_rank_model_predicts_like_the_dense_model(net_svds) -> None:
     net, svds = net_svds
     images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
@@ -134,7 +139,6 @@ def test_full_rank_model_predicts_like_the_dense_model(net_svds) -> None:
             assert torch.equal(out.argmax(1), dense.argmax(1))
 
 
-@pytest.mark.slow
 def test_per_layer_ranks_leave_other_layers_dense(net_svds) -> None:
     net, svds = net_svds
     small, report = compress_model(net, ranks={LINEAR_LAYERS[1]: 50}, svds=svds)
@@ -168,7 +172,7 @@ def test_bad_ranks_and_layers(linear: nn.Linear) -> None:
         LowRankLinear.from_linear(linear, rank=3, rank_fraction=0.5)
     with pytest.raises(ValueError, match="from_linear takes an nn.Linear, got Conv2d"):
         LowRankLinear.from_linear(nn.Conv2d(3, 8, 3), rank=2)
-    net = build_model(0)
+    net = build_model(0, widths=SMALL_WIDTHS)
     with pytest.raises(ValueError, match="layer 'features.0' is a Conv2d"):
         compress_model(net, ranks={CONV_LAYERS[0]: 4})
     with pytest.raises(ValueError, match="'fc9', which is not a layer"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.model import CIFAR10_MEAN, CIFAR10_STD, FlattenHWC, Net, Normalize, build_model
+from torch_impl.model import CIFAR10_MEAN, CIFAR10_STD, SMALL_WIDTHS, FlattenHWC, Net, Normalize, build_model
 
 # Rounding of (x/255 - mean)/std against Python's float64, over all 256 pixel values: measured
 # 3.5e-7 in float32 (margin 2.8; elementwise IEEE arithmetic, the same on every CPU) and 0 in
@@ -78,7 +78,7 @@ def test_flatten_is_h_w_c_order() -> None:
 
 
 def test_conv_padding_is_same() -> None:
-    net = build_model(0)
+    net = build_model(0, widths=SMALL_WIDTHS)
     conv = net.features[0]
     assert conv.padding == (2, 2) and conv.stride == (1, 1)
     y = conv(torch.zeros(1, 3, 32, 32))
@@ -99,6 +99,6 @@ def test_haiku_init_statistics(net: Net) -> None:
 
 
 def test_init_depends_only_on_seed() -> None:
-    a, b, c = build_model(42), build_model(42), build_model(7)
+    a, b, c = (build_model(seed, widths=SMALL_WIDTHS) for seed in (42, 42, 7))
     torch.testing.assert_close(a.classifier[0].weight, b.classifier[0].weight, rtol=0, atol=0)
     assert not torch.equal(a.classifier[0].weight, c.classifier[0].weight)

@@ -21,7 +21,7 @@ from torch_impl.compare.nested_rank import (
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.lit_module import LitClassifier
 from torch_impl.lowrank import LowRankLinear, compress_model
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 # A prefix run on slices of the factors against the same prefix copied into its own layers: the
 # same products in the same order, measured 0 on an Intel Xeon; the margin covers kernels that
@@ -66,7 +66,7 @@ def trained_nested(tmp_path_factory) -> nn.Module:
     """The real network, MLP factorized at half rank, trained a few steps with nested ranks."""
     root = write_image_folder(tmp_path_factory.mktemp("cifar"), n_train=4, n_test=2)
     dm = CIFAR10DataModule(str(root), str(root / "cache"), batch_size=8, val_fraction=0.0)
-    model, _ = compress_model(build_model(0), rank_fraction=0.5)
+    model, _ = compress_model(build_model(0, widths=SMALL_WIDTHS), rank_fraction=0.5)
     cb = NestedRanks(seed=1)
     model, info = finetune(model, dm, 4, callbacks=[cb], lr_schedule="cosine")
     assert len(cb.drawn) == 4 and info["finetune_schedule"] == "cosine"

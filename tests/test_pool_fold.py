@@ -10,7 +10,7 @@ from torch import nn
 from torch_impl.compare.pool_fold import fold_pool_into_conv, fold_pools
 from torch_impl.lowrank_conv import compress_convs
 from torch_impl.measure.cost import count_macs
-from torch_impl.model import FlattenHWC, build_model
+from torch_impl.model import SMALL_WIDTHS, FlattenHWC, build_model
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
 # fp32: one 6x6 sum of the same products against a 5x5 conv then a 4-term average; 1.1e-6 (margin 9)
@@ -35,7 +35,7 @@ def test_folded_conv_equals_conv_then_pool(cin: int, cout: int, k: int, size: in
 
 
 def test_folded_net_layout_and_work() -> None:
-    net = build_model(0).eval()
+    net = build_model(0, widths=SMALL_WIDTHS).eval()
     folded = fold_pools(net)
     assert [type(m) for m in folded.features] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, FlattenHWC]
     macs = count_macs(folded)
@@ -52,7 +52,7 @@ def test_folded_net_layout_and_work() -> None:
 def test_folded_net_equals_the_original_where_relus_are_inactive() -> None:
     """With every conv pre-activation positive, ReLU is the identity on the trunk, so swapping
     it with the pool changes nothing and the folded network must give the same logits."""
-    net = build_model(1).eval()
+    net = build_model(1, widths=SMALL_WIDTHS).eval()
     with torch.no_grad():
         net.features[0].bias.fill_(50.0)  # pre-activations are O(1) + 50 > 0 on any normalized image
         net.features[4].weight.abs_()  # positive weights on positive inputs (zeros at the border)
@@ -63,14 +63,14 @@ def test_folded_net_equals_the_original_where_relus_are_inactive() -> None:
 
 
 def test_fold_pools_rejects_what_it_cannot_fold() -> None:
-    net = build_model(0)
+    net = build_model(0, widths=SMALL_WIDTHS)
     with pytest.raises(ValueError, match="`features` nn.Sequential"):
         fold_pools(nn.Linear(3, 4))
     with pytest.raises(ValueError, match="no conv -> ReLU -> AvgPool2d"):
         fold_pools(fold_pools(net))
     with pytest.raises(ValueError, match="fold the pools before factorizing"):
         fold_pools(compress_convs(net, {"features.0": 4, "features.4": 8}))
-    strided = build_model(0)
+    strided = build_model(0, widths=SMALL_WIDTHS)
     strided.features[0].stride = (2, 2)
     with pytest.raises(ValueError, match="stride-1, SAME-padded"):
         fold_pools(strided)

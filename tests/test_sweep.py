@@ -17,7 +17,7 @@ from torch_impl.measure.latency import TimingProtocol
 from torch_impl.measure.plots import mac_break_even_fraction, plot_sweep
 from torch_impl.measure.results import Result, write_results
 from torch_impl.measure.sweep import format_table, run_sweep
-from torch_impl.model import build_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 # Chunked prediction against one call: the same products, other batch shapes; measured
 # 4.6e-7 on an Intel Xeon (margin 27).
@@ -30,7 +30,7 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_chunked_prediction_equals_one_call(data, monkeypatch) -> None:
-    net = build_model(0).eval()
+    net = build_model(0, widths=SMALL_WIDTHS).eval()
     images = data[0][:23]
     with torch.inference_mode():
         whole = net(images)
@@ -42,7 +42,7 @@ def test_chunked_prediction_equals_one_call(data, monkeypatch) -> None:
 
 
 def test_plain_eager_reference_runs_the_same_model(data) -> None:
-    net = build_model(0).eval()
+    net = build_model(0, widths=SMALL_WIDTHS).eval()
     images = data[0][:9]
     with torch.inference_mode():
         plain = PlainEager(net)

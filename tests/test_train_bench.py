@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_image_folder
-from torch_impl.measure.train_bench import AA_SUFFIX, _result, bench, format_rows
+from torch_impl.measure.train_bench import AA_SUFFIX, bench, bench_result, format_rows
 from torch_impl.training import TrainConfig
 
 
 def test_speedup_is_the_baseline_time_over_the_way_s() -> None:
     per_block = {"old": [0.20, 0.22, 0.21, 0.20, 0.19], "new": [0.10, 0.11, 0.105, 0.10, 0.095]}
-    out = _result(per_block, 128, 5, 30, 5, {"old": {}, "new": {}}, "m")
+    out = bench_result(per_block, 128, 5, 30, 5, {"old": {}, "new": {}}, "m")
     old, new = out["rows"]
     assert old["speedup"] == pytest.approx(1.0) and new["speedup"] == pytest.approx(2.0)
     assert new["speedup_lo"] == pytest.approx(2.0)

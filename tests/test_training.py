@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from tests.conftest import write_image_folder
 from torch_impl.checkpoint import load_model
+from torch_impl.model import HIDDEN_WIDTHS, SMALL_WIDTHS
 from torch_impl.sampler import EpochSampler
 from torch_impl.training import TrainConfig, config_from_preset, run_training
 
@@ -26,7 +27,7 @@ COMPILE_RTOL, COMPILE_ATOL = 1e-4, 1e-6
 def small_config(root: Path, tmp: Path, **kw) -> TrainConfig:
     base = dict(steps=40, batch_size=32, eval_every=20, ckpt_every=20, log_every=5, data_dir=str(root),
                 cache_dir=str(tmp / "cache"), out_dir=str(tmp / "run"), progress_bar=False,
-                accelerator="cpu", devices=1)
+                accelerator="cpu", devices=1, widths=SMALL_WIDTHS)
     return TrainConfig(**{**base, **kw})
 
 
@@ -53,13 +54,17 @@ def test_short_run_learns_and_writes_results(tmp_path: Path) -> None:
     assert net(images).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_the_literal_network_trains_and_every_file_says_which_it_is(tmp_path: Path) -> None:
+    """Full size: the take-home's network as its code runs, 30 M weights, through the real run."""
     root = write_image_folder(tmp_path / "data", n_train=4, n_test=2)
-    metrics = run_training(small_config(root, tmp_path, steps=3, eval_every=3, ckpt_every=3, pooling="haiku"))
+    metrics = run_training(small_config(root, tmp_path, steps=3, eval_every=3, ckpt_every=3, pooling="haiku",
+                                        widths=HIDDEN_WIDTHS))
     assert metrics["pooling"] == "haiku" and metrics["config"]["pooling"] == "haiku"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["pooling"] == "haiku"
     net, meta = load_model(tmp_path / "run" / "model.pt")  # no flag: read from the weights
     assert net.pooling == meta["pooling"] == "haiku" and net.classifier[0].in_features == 6144
+    assert net.widths == HIDDEN_WIDTHS and sum(p.numel() for p in net.parameters()) == 30_462_226
 
 
 class CrashAt(Callback):
@@ -166,7 +171,7 @@ def test_the_compiled_training_forward_computes_the_eager_one() -> None:
 
     torch.manual_seed(0)
     images, labels = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8), torch.randint(0, 10, (16,))
-    lit = LitClassifier(compile=True)
+    lit = LitClassifier(compile=True, widths=SMALL_WIDTHS)
     grads = {}
     for way, forward in (("compiled", lit.train_forward), ("eager", lit.model)):
         lit.model.zero_grad(set_to_none=True)

@@ -32,7 +32,7 @@ from torch_impl.files import atomic_path, sha256, write_json
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
 from torch_impl.lowrank_conv import LowRankConv2d
-from torch_impl.model import DEFAULT_POOLING, Net
+from torch_impl.model import DEFAULT_POOLING, HIDDEN_WIDTHS, Net
 from torch_impl.module_spec import build_module, module_spec
 from torch_impl.provenance import provenance
 
@@ -102,7 +102,8 @@ def layer_summary(model: nn.Module) -> list[dict[str, Any]]:
     """Each weight layer: name, kind (dense, low-rank, low-rank conv, folded pool, pruned
     channels, int8), rank where it has one, and its weight shapes."""
     with torch.device("meta"):
-        base = Net(getattr(model, "pooling", DEFAULT_POOLING), init=False)
+        base = Net(getattr(model, "pooling", DEFAULT_POOLING), init=False,
+                   widths=getattr(model, "widths", HIDDEN_WIDTHS))
     base_shapes = {n: tuple(m.weight.shape) for n, m in base.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
     out, inside = [], ()
     for name, m in model.named_modules():

@@ -17,7 +17,7 @@ from torch import nn
 
 from torch_impl.artifact import MANIFEST, load_compressed
 from torch_impl.files import atomic_path
-from torch_impl.model import Net, pooling_of
+from torch_impl.model import Net, pooling_of, widths_of
 
 FORMAT = "svd_compress.model/1"
 
@@ -70,7 +70,7 @@ def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
     else:
         raise ValueError(f"{path} is neither a model.pt from scripts/train.py nor a Lightning checkpoint")
     try:
-        net = Net(pooling_of(state), init=False)
+        net = Net(pooling_of(state), init=False, widths=widths_of(state))
         net.load_state_dict(state)
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"{path} does not hold this project's network: {err}") from None

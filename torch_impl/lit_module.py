@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from torch_impl.model import DEFAULT_POOLING, NUM_CLASSES, build_model
+from torch_impl.model import DEFAULT_POOLING, HIDDEN_WIDTHS, NUM_CLASSES, build_model
 
 LEARNING_RATE = 1e-3
 L2_COEF = 1e-4
@@ -48,7 +48,8 @@ class LitClassifier(L.LightningModule):
 
     def __init__(self, model: nn.Module | None = None, init_seed: int = 42, lr: float = LEARNING_RATE,
                  l2_coef: float = L2_COEF, fused_adam: bool | None = None, pooling: str = DEFAULT_POOLING,
-                 compile: bool = False, lr_schedule: str = "constant", total_steps: int | None = None) -> None:
+                 compile: bool = False, lr_schedule: str = "constant", total_steps: int | None = None,
+                 widths: tuple[int, ...] = HIDDEN_WIDTHS) -> None:
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
@@ -56,7 +57,7 @@ class LitClassifier(L.LightningModule):
             raise ValueError(f"a cosine schedule needs total_steps > 0, got {total_steps!r}")
         # "teacher": Lightning also reads the arguments of subclasses' __init__ (LitDistiller)
         self.save_hyperparameters(ignore=["model", "teacher"])
-        self.model = model if model is not None else build_model(init_seed, pooling)
+        self.model = model if model is not None else build_model(init_seed, pooling, widths)
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)
         self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=NUM_CLASSES)

@@ -15,6 +15,10 @@ Shape glossary (N = batch; activations NCHW, as torch holds them):
     flatten          [N, 3072]                [N, 6144]   H, W, C order (hk.Flatten on NHWC)
     mlp              [N, 3000] -> [N, 2000] -> [N, 2000] -> [N, 1000] -> [N, 10]
 
+``widths`` (default ``HIDDEN_WIDTHS``) sets the four hidden layers' sizes: the tests run every
+code path on a small network (``SMALL_WIDTHS``) whose layers, names and shapes' rules are the
+same; ``load_model`` reads the widths from the weights, as it reads the pooling.
+
 Torch keeps its own weight layouts (Linear ``[out, in]``, conv OIHW); converting to
 Haiku's ``[in, out]`` and HWIO is the job of ``torch_impl.parity.haiku_convert``.
 """
@@ -30,7 +34,9 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
-MLP_WIDTHS = (3000, 2000, 2000, 1000, NUM_CLASSES)
+HIDDEN_WIDTHS = (3000, 2000, 2000, 1000)
+MLP_WIDTHS = (*HIDDEN_WIDTHS, NUM_CLASSES)
+SMALL_WIDTHS = (96, 64, 64, 32)  # for tests: the same network with 0.3 M parameters in the MLP
 POOLINGS = ("spatial", "haiku")
 DEFAULT_POOLING = "spatial"
 FLAT_FEATURES_BY_POOLING = {"spatial": 8 * 8 * 48, "haiku": 32 * 8 * 24}
@@ -44,9 +50,18 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
-def mlp_shapes(pooling: str = DEFAULT_POOLING) -> tuple[tuple[int, int], ...]:
+def check_widths(widths: tuple[int, ...]) -> tuple[int, ...]:
+    widths = tuple(widths)
+    if len(widths) != len(HIDDEN_WIDTHS) or not all(isinstance(w, int) and w >= 1 for w in widths):
+        raise ValueError(f"widths must be {len(HIDDEN_WIDTHS)} positive hidden-layer sizes like {HIDDEN_WIDTHS}, "
+                         f"got {widths}")
+    return widths
+
+
+def mlp_shapes(pooling: str = DEFAULT_POOLING, widths: tuple[int, ...] = HIDDEN_WIDTHS) -> tuple[tuple[int, int], ...]:
     """(in, out) of each linear layer."""
-    return tuple(zip((FLAT_FEATURES_BY_POOLING[check_pooling(pooling)], *MLP_WIDTHS[:-1]), MLP_WIDTHS))
+    outs = (*check_widths(widths), NUM_CLASSES)
+    return tuple(zip((FLAT_FEATURES_BY_POOLING[check_pooling(pooling)], *outs[:-1]), outs))
 
 
 MLP_SHAPES = mlp_shapes(DEFAULT_POOLING)
@@ -128,6 +143,14 @@ def pooling_of(state: dict[str, torch.Tensor]) -> str:
                      f"(spatial: (48, 18, 5, 5), haiku: (48, 9, 5, 5))")
 
 
+def widths_of(state: dict[str, torch.Tensor]) -> tuple[int, ...]:
+    """The hidden widths of a ``Net`` state dict, read from its first four linear weights."""
+    keys = [f"{name}.weight" for name in LINEAR_LAYERS[:-1]]
+    if not all(k in state and state[k].ndim == 2 for k in keys):
+        raise ValueError(f"a Net's state dict has the linear weights {keys}; this one lacks some")
+    return tuple(int(state[k].shape[0]) for k in keys)
+
+
 def haiku_normal_(weight: torch.Tensor, fan_in: int) -> None:
     """Haiku's default weight init in place: truncated normal (+-2 std), std 1/sqrt(fan_in)."""
     std = 1.0 / math.sqrt(fan_in)
@@ -147,13 +170,16 @@ class Net(nn.Module):
     """Conv 5x5->18, ReLU, AvgPool, ReLU, Conv 5x5->48, ReLU, AvgPool, Flatten, MLP.
 
     ``pooling``: "spatial" (pools over H and W) or "haiku" (over W and C, as the take-home's
-    code runs); see the module docstring. ``init=False`` skips Haiku's init (seconds for
-    30 M parameters), for a network whose weights are loaded next.
+    code runs); see the module docstring. ``widths``: the four hidden layers' sizes.
+    ``init=False`` skips Haiku's init (seconds for 30 M parameters), for a network whose
+    weights are loaded next.
     """
 
-    def __init__(self, pooling: str = DEFAULT_POOLING, init: bool = True) -> None:
+    def __init__(self, pooling: str = DEFAULT_POOLING, init: bool = True,
+                 widths: tuple[int, ...] = HIDDEN_WIDTHS) -> None:
         super().__init__()
         self.pooling = check_pooling(pooling)
+        self.widths = check_widths(widths)
         self.normalize = Normalize()
         self.features = nn.Sequential(
             nn.Conv2d(3, 18, kernel_size=5, padding=2),  # SAME padding for an odd kernel
@@ -166,12 +192,10 @@ class Net(nn.Module):
             FlattenHWC(),
         )
         layers: list[nn.Module] = []
-        in_features = FLAT_FEATURES_BY_POOLING[pooling]
-        for i, width in enumerate(MLP_WIDTHS):
-            layers.append(nn.Linear(in_features, width))
-            if i < len(MLP_WIDTHS) - 1:
+        for i, (n_in, n_out) in enumerate(mlp_shapes(pooling, self.widths)):
+            layers.append(nn.Linear(n_in, n_out))
+            if i < len(LINEAR_LAYERS) - 1:
                 layers.append(nn.ReLU())
-            in_features = width
         self.classifier = nn.Sequential(*layers)
         assert [n for n, m in self.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))] == [
             *CONV_LAYERS, *LINEAR_LAYERS], "CONV_LAYERS / LINEAR_LAYERS no longer name Net's layers"
@@ -182,8 +206,8 @@ class Net(nn.Module):
         return self.classifier(self.features(self.normalize(images)))
 
 
-def build_model(seed: int = 42, pooling: str = DEFAULT_POOLING) -> Net:
-    """A freshly initialised network; the init depends only on ``seed`` (and the pooling)."""
+def build_model(seed: int = 42, pooling: str = DEFAULT_POOLING, widths: tuple[int, ...] = HIDDEN_WIDTHS) -> Net:
+    """A freshly initialised network; the init depends only on ``seed`` (and the shape)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Net(pooling)
+        return Net(pooling, widths=widths)

@@ -19,7 +19,7 @@ from torch.nn.utils import prune
 
 from torch_impl.lowrank import LowRankLinear
 from torch_impl.lowrank_conv import LowRankConv2d
-from torch_impl.model import FlattenHWC, HaikuAvgPool, Net, Normalize
+from torch_impl.model import HIDDEN_WIDTHS, FlattenHWC, HaikuAvgPool, Net, Normalize
 
 
 def _conv_args(m: nn.Conv2d) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def module_spec(m: nn.Module) -> dict[str, Any]:
                          "(torch_impl.compare.non_svd.make_permanent)")
     t = type(m)
     if t is Net:
-        return {"type": "Net", "pooling": m.pooling,
+        return {"type": "Net", "pooling": m.pooling, "widths": list(m.widths),
                 "children": {n: module_spec(c) for n, c in m.named_children()}}
     if t is nn.Sequential:
         return {"type": "Sequential", "children": [module_spec(c) for c in m]}
@@ -70,7 +70,8 @@ def _conv(a: dict[str, Any], device: str | torch.device = "cpu") -> nn.Conv2d:
 
 
 def _net(s: dict[str, Any]) -> Net:
-    net = Net(s["pooling"], init=False)
+    with torch.device("meta"):  # every part is replaced next; the skeleton only carries the attributes
+        net = Net(s["pooling"], init=False, widths=tuple(s.get("widths", HIDDEN_WIDTHS)))
     for name, child in s["children"].items():
         if name not in ("normalize", "features", "classifier"):
             raise ValueError(f"a Net has no part {name!r}")

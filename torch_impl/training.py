@@ -17,7 +17,7 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.ema import TakeHomeEMA
 from torch_impl.files import write_json
 from torch_impl.lit_module import LitClassifier
-from torch_impl.model import DEFAULT_POOLING, check_pooling
+from torch_impl.model import DEFAULT_POOLING, HIDDEN_WIDTHS, check_pooling
 from torch_impl.provenance import device_name, provenance
 
 
@@ -27,6 +27,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 42
     pooling: str = DEFAULT_POOLING
+    widths: tuple[int, ...] = HIDDEN_WIDTHS  # the MLP's hidden layers (model.SMALL_WIDTHS in tests)
     eval_every: int = 500
     ckpt_every: int = 500
     log_every: int = 50
@@ -127,7 +128,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     dm = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, batch_size=cfg.batch_size,
                            val_fraction=cfg.val_fraction, split_seed=0, download=cfg.download,
                            train_limit=cfg.train_limit, test_limit=cfg.test_limit, shuffle_seed=cfg.seed)
-    module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling, compile=cfg.compile)
+    module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling, compile=cfg.compile, widths=cfg.widths)
     ema = TakeHomeEMA()
     trainer = make_trainer(cfg, [ema, *(callbacks or [])])
     # mmap: only the step counter is read here, not the 340 MB of tensors Lightning loads next
@@ -144,13 +145,14 @@ def run_training(cfg: TrainConfig, resume: bool = False,
 
     # After fit the module holds the EMA (WeightAveraging copies it in at train end).
     ema_test = trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"]
-    live = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling)
+    live = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling, widths=cfg.widths)
     live.load_state_dict(ema.live_state_dict)
     live_test = trainer.test(live, datamodule=dm, verbose=False)[0]["test/acc"]
     wall = time.perf_counter() - start
 
     metrics = {
         "pooling": cfg.pooling,
+        "widths": list(cfg.widths),
         "precision": cfg.precision,
         "compile": cfg.compile,
         "test_acc_ema": ema_test,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from torch_impl.lowrank import LowRankLinear
-from torch_impl.model import CONV_LAYERS, FLAT_FEATURES_BY_POOLING, LINEAR_LAYERS, Net
+from torch_impl.model import CONV_LAYERS, FLAT_FEATURES_BY_POOLING, HIDDEN_WIDTHS, LINEAR_LAYERS, Net
 
 CANONICAL = ("conv1", "conv2", "fc1", "fc2", "fc3", "fc4", "fc5")
 TAKE_HOME = ("conv2_d", "conv2_d_1", "linear", "linear_1", "linear_2", "linear_3", "linear_4")
@@ -46,15 +46,21 @@ def canonical_names(params: Mapping) -> HaikuTree:
 
 
 def haiku_pooling(params: Mapping) -> str:
-    """Which network a dense tree (either naming) holds, from conv2's kernel and fc1's weight."""
+    """Which network a dense tree (either naming) holds, from conv2's kernel and fc1's input."""
     tree = canonical_names(params)
     conv2, fc1 = (tuple(np.shape(tree[m].get("w"))) for m in ("conv2", "fc1"))
     for pooling, c_in in (("spatial", 18), ("haiku", 9)):
-        if conv2 == (5, 5, c_in, 48) and fc1 == (FLAT_FEATURES_BY_POOLING[pooling], 3000):
+        if conv2 == (5, 5, c_in, 48) and fc1[:1] == (FLAT_FEATURES_BY_POOLING[pooling],):
             return pooling
     raise ValueError(f"these Haiku parameters match neither network: conv2 w {conv2}, fc1 w {fc1}; expected "
-                     "(5, 5, 18, 48) and (3072, 3000) (pooling over H and W) or (5, 5, 9, 48) and (6144, 3000) "
+                     "(5, 5, 18, 48) and (3072, width) (pooling over H and W) or (5, 5, 9, 48) and (6144, width) "
                      "(the take-home's code as it runs)")
+
+
+def haiku_widths(params: Mapping) -> tuple[int, ...]:
+    """The hidden widths of a dense tree (either naming), from fc1..fc4's weights."""
+    tree = canonical_names(params)
+    return tuple(int(np.shape(tree[f"fc{i}"].get("w"))[-1]) for i in range(1, 5))
 
 
 def load_haiku_params(path: str | Path, trust_pickle: bool = False) -> HaikuTree:
@@ -97,7 +103,8 @@ def torch_to_haiku(model: nn.Module, names: str = "auto") -> HaikuTree:
     """Numpy Haiku parameters for a ``Net`` (dense) or a compressed copy of it.
 
     ``names``: "auto" gives a dense tree the names of ``jax_ref``'s network of the same pooling
-    (the take-home's names for "haiku", ``conv1``..``fc5`` for "spatial"); "canonical" or
+    (the take-home's names for "haiku" at the take-home's widths, ``conv1``..``fc5`` otherwise);
+    "canonical" or
     "take-home" choose. Low-rank trees always use ``conv1``, ``conv2``, ``fcK_u``, ``fcK_v``.
     """
     if names not in ("auto", "canonical", "take-home"):
@@ -117,7 +124,9 @@ def torch_to_haiku(model: nn.Module, names: str = "auto") -> HaikuTree:
             raise ValueError(f"torch module {tname!r} is {type(m).__name__ if m else 'missing'}; "
                              "expected this project's Net or a compress_model copy of it")
     dense = set(out) == set(CANONICAL)
-    if dense and (names == "take-home" or (names == "auto" and getattr(model, "pooling", "spatial") == "haiku")):
+    literal = (getattr(model, "pooling", "spatial") == "haiku"
+               and tuple(getattr(model, "widths", HIDDEN_WIDTHS)) == HIDDEN_WIDTHS)
+    if dense and (names == "take-home" or (names == "auto" and literal)):
         return {t: out[c] for c, t in zip(CANONICAL, TAKE_HOME)}
     return out
 
@@ -133,7 +142,7 @@ def haiku_to_torch(params: Mapping) -> Net:
     """A dense ``Net`` of the matching network holding the given Haiku parameters (either
     naming); every name and shape is checked."""
     params = {m: {n: np.asarray(v) for n, v in d.items()} for m, d in canonical_names(params).items()}
-    net = Net(haiku_pooling(params), init=False)
+    net = Net(haiku_pooling(params), init=False, widths=haiku_widths(params))
     state = {}
     for tname, hname in TORCH_TO_HAIKU.items():
         m = net.get_submodule(tname)
