@@ -112,6 +112,7 @@ def test_bad_value_is_one_line_exit_2(name: str, args: list[str], expect: str, t
     assert "Traceback" not in err[0]
 
 
+@pytest.mark.slow
 def test_a_shell_sees_one_line_and_status_2(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_ranks.py"), "--batch-sizes", "10000"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -12,7 +12,15 @@ import torch
 from jax_ref.model import init_params
 from jax_ref.train import save_params
 from torch_impl.checkpoint import load_model, save_model
-from torch_impl.model import POOLINGS, HaikuAvgPool, build_model, mlp_shapes, pooling_of
+from torch_impl.model import (
+    HIDDEN_WIDTHS,
+    POOLINGS,
+    SMALL_WIDTHS,
+    HaikuAvgPool,
+    build_model,
+    mlp_shapes,
+    pooling_of,
+)
 from torch_impl.parity.haiku_convert import haiku_pooling, haiku_to_torch, load_haiku_params, torch_to_haiku
 
 # Parameter counts of the two networks (the issue's figures, from hk.transform of the take-home).
@@ -21,10 +29,16 @@ PARAMS = {"spatial": 21_257_026, "haiku": 30_462_226}
 
 @pytest.fixture(scope="module")
 def nets() -> dict[str, torch.nn.Module]:
-    """One seeded network of each kind (building 30 M parameters takes seconds: built once)."""
+    """One seeded full-size network of each kind (building 30 M parameters takes seconds: built once)."""
     return {p: build_model(0, p) for p in POOLINGS}
 
 
+@pytest.fixture(scope="module")
+def small_nets() -> dict[str, torch.nn.Module]:
+    return {p: build_model(0, p, SMALL_WIDTHS) for p in POOLINGS}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_each_network_has_its_shapes_and_count(nets, pooling: str) -> None:
     net = nets[pooling]
@@ -49,27 +63,29 @@ def test_unknown_pooling_is_one_line() -> None:
         build_model(0, "max")
 
 
+@pytest.mark.parametrize("widths", [SMALL_WIDTHS, pytest.param(HIDDEN_WIDTHS, marks=pytest.mark.slow)],
+                         ids=["small", "full-size"])
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_jax_ref_file_loads_into_torch_and_back_exactly(tmp_path: Path, pooling: str) -> None:
-    """jax_ref writes the take-home's names; torch reads them, finds the network, and converts
-    back to the same arrays bit for bit."""
-    params = {m: {n: np.asarray(v) for n, v in d.items()} for m, d in init_params(1, pooling).items()}
+def test_jax_ref_file_loads_into_torch_and_back_exactly(tmp_path: Path, pooling: str, widths: tuple) -> None:
+    """jax_ref writes the take-home's names; torch reads them, finds the network and its widths,
+    and converts back to the same arrays bit for bit."""
+    params = {m: {n: np.asarray(v) for n, v in d.items()} for m, d in init_params(1, pooling, widths).items()}
     path = save_params(tmp_path / "params.npz", params)
     with np.load(path) as z:
         assert "conv2_d/w" in z.files and "linear_4/b" in z.files
     tree = load_haiku_params(path)
     assert haiku_pooling(tree) == pooling
     net = haiku_to_torch(tree)
-    assert net.pooling == pooling
+    assert net.pooling == pooling and net.widths == widths
     back = torch_to_haiku(net, "take-home")
-    for old, new in zip(("conv1", "conv2", "fc1", "fc2", "fc3", "fc4", "fc5") if pooling == "spatial" else tree,
+    for old, new in zip(("conv1", "conv2", "fc1", "fc2", "fc3", "fc4", "fc5") if set(params) != set(back) else tree,
                         back):
         for n in ("w", "b"):
             np.testing.assert_array_equal(back[new][n], np.asarray(params[old][n]), err_msg=f"{new}/{n}")
 
 
-def test_a_pickle_needs_the_trust_flag(nets, tmp_path: Path) -> None:
-    tree = torch_to_haiku(nets["haiku"])
+def test_a_pickle_needs_the_trust_flag(tmp_path: Path) -> None:
+    tree = torch_to_haiku(build_model(0, "haiku", SMALL_WIDTHS), "take-home")
     path = tmp_path / "params.pkl"
     path.write_bytes(pickle.dumps(tree))
     with pytest.raises(ValueError, match="is a pickle, which can run code as it loads; pass --trust-pickle"):
@@ -83,9 +99,10 @@ def test_a_pickle_needs_the_trust_flag(nets, tmp_path: Path) -> None:
     ("missing", "no Haiku parameters at"),
     ("suffix", "unknown suffix '.h5'"),
     ("flat_key", "key 'w' is not module/name"),
-    ("shapes", r"match neither network: conv2 w \(5, 5, 18, 48\), fc1 w \(6144, 3000\)"),
+    ("shapes", r"match neither network: conv2 w \(5, 5, 18, 48\), fc1 w \(6144, 96\)"),
 ])
-def test_bad_haiku_files_are_one_line_errors(nets, tmp_path: Path, bad: str, message: str) -> None:
+def test_bad_haiku_files_are_one_line_errors(small_nets, tmp_path: Path, bad: str, message: str) -> None:
+    nets = small_nets
     path = tmp_path / ("params.h5" if bad == "suffix" else "params.npz")
     if bad == "suffix":
         path.write_bytes(b"")
@@ -93,16 +110,16 @@ def test_bad_haiku_files_are_one_line_errors(nets, tmp_path: Path, bad: str, mes
         np.savez(path, w=np.zeros(3))
     elif bad == "shapes":  # a spatial trunk with a literal MLP: neither network
         tree = torch_to_haiku(nets["spatial"], "take-home")
-        tree["linear"] = torch_to_haiku(nets["haiku"])["linear"]
+        tree["linear"] = torch_to_haiku(nets["haiku"], "take-home")["linear"]
         np.savez(path, **{f"{m}/{n}": v for m, d in tree.items() for n, v in d.items()})
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         haiku_to_torch(load_haiku_params(path))
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_checkpoint_records_the_network_and_loads_without_a_flag(nets, tmp_path: Path, pooling: str) -> None:
-    net = nets[pooling]
+def test_checkpoint_records_the_network_and_loads_without_a_flag(small_nets, tmp_path: Path, pooling: str) -> None:
+    net = small_nets[pooling]
     loaded, meta = load_model(save_model(tmp_path / "model.pt", net, meta={"x": 1}))
-    assert loaded.pooling == meta["pooling"] == pooling and meta["x"] == 1
+    assert loaded.pooling == meta["pooling"] == pooling and meta["x"] == 1 and loaded.widths == SMALL_WIDTHS
     for (k, a), b in zip(net.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k

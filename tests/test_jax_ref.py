@@ -37,6 +37,7 @@ def small_params():
     return init_params(42, "spatial", SMALL_WIDTHS)
 
 
+@pytest.mark.slow
 def test_parameter_shapes_and_count(params) -> None:
     shapes = {f"{m}/{n}": v.shape for m, d in params.items() for n, v in d.items()}
     assert shapes["conv1/w"] == (5, 5, 3, 18) and shapes["conv2/w"] == (5, 5, 18, 48)
@@ -45,7 +46,7 @@ def test_parameter_shapes_and_count(params) -> None:
 
 
 @pytest.mark.parametrize("pooling, flat", [("spatial", 3072), ("haiku", 6144)])
-def test_pooling_and_flatten(params, pooling: str, flat: int) -> None:
+def test_pooling_and_flatten(pooling: str, flat: int) -> None:
     import functools
 
     import haiku as hk
@@ -58,6 +59,7 @@ def test_pooling_and_flatten(params, pooling: str, flat: int) -> None:
     assert trunk.apply(convs, x).shape == (2, flat)
 
 
+@pytest.mark.slow
 def test_the_take_home_sequential_as_haiku_runs_it() -> None:
     """The issue's figures for the take-home's hk.Sequential, verbatim (dm-haiku 0.0.17):
     its 2x2 AvgPool on NHWC pools over W and C, so conv2 sees 9 channels and fc1 6,144."""
@@ -87,6 +89,7 @@ def test_normalize_matches_hand_computation() -> None:
     np.testing.assert_allclose(got, want, atol=NORM_ATOL)
 
 
+@pytest.mark.slow
 def test_haiku_default_init(params) -> None:
     for m, d in params.items():
         assert not np.any(np.asarray(d["b"])), m
@@ -121,6 +124,7 @@ def test_rank_rule_and_low_rank_net(small_params) -> None:
     np.testing.assert_allclose(np.asarray(full), np.asarray(dense), atol=LOGITS_ATOL)
 
 
+@pytest.mark.slow
 def test_the_fused_donated_step_computes_what_the_two_programs_did(small_params) -> None:
     """The training loop's one-program step (update + EMA, buffers donated) against the update
     and EMA as separate programs: the same parameters after 3 steps, and the caller's

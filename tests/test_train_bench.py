@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import write_image_folder
 from torch_impl.measure.train_bench import AA_SUFFIX, bench, bench_result, format_rows
+from torch_impl.model import SMALL_WIDTHS
 from torch_impl.training import TrainConfig
 
 
@@ -21,10 +22,11 @@ def test_speedup_is_the_baseline_time_over_the_way_s() -> None:
     assert "2.000x" in format_rows(out)
 
 
+@pytest.mark.slow
 def test_a_tiny_run_times_every_way_and_the_control(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "data", n_train=4, n_test=1)
     base = TrainConfig(batch_size=8, data_dir=str(root), cache_dir=str(tmp_path / "cache"), accelerator="cpu",
-                       devices=1, val_fraction=0.0)
+                       devices=1, val_fraction=0.0, widths=SMALL_WIDTHS)
     out = bench({"eager": {}, "bf16": {"precision": "bf16-mixed"}}, base, blocks=1, steps=2, warmup=1,
                 progress=False)
     assert [r["way"] for r in out["rows"]] == ["eager", "bf16", "eager" + AA_SUFFIX]

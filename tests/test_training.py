@@ -164,6 +164,7 @@ def test_precision_reaches_the_matmuls_and_the_weights_stay_fp32(tmp_path: Path,
     assert {p.dtype for p in net.parameters()} == {torch.float32}
 
 
+@pytest.mark.slow
 def test_the_compiled_training_forward_computes_the_eager_one() -> None:
     """``LitClassifier(compile=True)``'s training forward runs through torch.compile and gives the
     eager module's loss and gradients (fusion reorders float32 round-off only)."""
