@@ -4,8 +4,8 @@ Two float32 trajectories of the same recipe drift apart chaotically: Adam amplif
 round-off (1e-7 after one step, 1e-2 of the weights' movement after 50), and how fast
 depends on each CPU's matrix-multiply summation order, so a float32 bound after many
 steps measures the machine. The lockstep comparison therefore runs in float64 on both
-sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 15 steps (20 for the
-take-home's network as Haiku runs it, whose loss first rises) of both
+sides (Lightning's ``precision="64-true"``; ``jax.enable_x64``), where 15 steps (30 for the
+network pooled as Haiku runs the take-home's code, whose loss stays flat at first) of both
 implementations agree to round-off far below ``FP64_RTOL`` on any CPU, and any real
 difference in the recipe shows orders of magnitude above it (``test_lockstep_catches``
 plants one bug at a time and checks that it does). Float32, the precision that trains,
@@ -17,16 +17,17 @@ in float32 (where weights whose gradient is within round-off of zero take Adam s
 either sign, so single elements differ by up to 2 * lr after any step). In float64 those
 elements cannot flip: Adam's eps (1e-8) is far above float64 round-off of a gradient.
 
-Measured on an Intel Xeon @ 2.5 GHz (largest over steps and tensors; margin = bound / it):
-    one batch, float32       loss 9.1e-8 (margin 1,100); gradients at 0.0021 of the allowed (475)
-                             (an AMD EPYC: loss 1.09e-5, margin 9.2, the "haiku" network)
-    float64, 50 steps        loss 5.9e-16 (1.7e7); EMA 4.3e-12 (2,300); live 1.4e-12 (7,000)
-                             (the suite runs fewer: round-off only grows with steps)
-    float64, 5 steps         the unplanted short runs 3.0e-11 (330)
-    float32, 3 steps         loss 5.5e-6 (18); EMA 2.4e-3 (12); live 3.8e-4 (80)
-    planted bugs, 5 steps    smallest 0.99 (EMA start), at least 1e6 times the float64 bound
-In float32 the same comparison after 10 steps reads loss 1.4e-4 and live 4.6e-2, and after
-50 steps, on an AMD EPYC, 0.27 of a bias's movement: hence float64 for the long run.
+The trajectories run on the small network (``SMALL_WIDTHS``: the same recipe and code paths);
+the one-batch loss and gradients are compared on both full-size networks.
+Measured on an AMD EPYC, small network (largest over steps and tensors; margin = bound / it):
+    float64, 15 / 30 steps   loss 2.0e-16 / 4.2e-16; EMA 4.3e-12 (2,300) / 3.0e-12; live 2.3e-12 / 1.5e-12
+    float64, 3 steps         the unplanted short runs 1.9e-11 (540)
+    float32, 3 steps         loss 2.1e-7 / 9.8e-7 (100); EMA 3.7e-3 (8); live 1.1e-4 (270)
+    planted bugs, 3 steps    smallest 0.68 (Adam eps, EMA), at least 1e7 times the float64 bound
+Full size, one batch, float32 (an Intel Xeon): loss 9.1e-8 (margin 1,100), gradients at 0.0021
+of the allowed (475); an AMD EPYC: loss 1.09e-5 (margin 9.2, the "haiku" network). In float32
+a full-size comparison after 10 steps read loss 1.4e-4 and live 4.6e-2, and after 50 steps
+0.27 of a bias's movement: hence float64 for the long run.
 """
 
 from __future__ import annotations
@@ -209,10 +210,10 @@ def adam_without_bias_correction(lr: float = LEARNING_RATE, b1: float = 0.9, b2:
     return optax.GradientTransformation(init, update)
 
 
-# name -> (torch side, JAX side); None runs that side as the recipe. Measured after 5 float64
-# steps (loss / EMA / live; the suite runs MUTANT_STEPS, as each bug shows from step 1 or 2):
-# EMA start 3e-16 / 0.99 / 2e-11; L2 not halved 0.12 / 1.8 / 1.8;
-# Adam eps 1e-7 1.1e-3 / 1.1 / 1.3; no bias correction 0.94 / 4.2 / 4.9; swapped batches 0.043 / 2.0 / 2.0.
+# name -> (torch side, JAX side); None runs that side as the recipe. Measured after MUTANT_STEPS
+# float64 steps on the small network (loss / EMA / live): EMA start 2e-16 / 0.99 / 1e-11;
+# L2 not halved 5.7e-3 / 1.8 / 1.8; Adam eps 1e-7 4.4e-5 / 0.68 / 0.90; no bias correction
+# 0.019 / 3.7 / 4.3; swapped batches 0.014 / 2.0 / 2.1.
 MUTANTS: dict[str, tuple[Callable | None, Callable | None]] = {
     "EMA starts at params_1": (lambda x, y: torch_run(x, y, MUTANT_STEPS, "64-true", ema_cls=EMAFromStepOne), None),
     "L2 term not halved": (lambda x, y: torch_run(x, y, MUTANT_STEPS, "64-true", l2_coef=2 * L2_COEF), None),
