@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import learnable_images
+from tests.helpers import ROOT
 from torch_impl.artifact import MANIFEST, WEIGHTS, load_compressed, save_compressed
 from torch_impl.checkpoint import load_model, save_model
 from torch_impl.compare.non_svd import dynamic_int8, magnitude_prune, prune_channels
@@ -22,8 +23,6 @@ from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear, compress_model, set_mode
 from torch_impl.lowrank_conv import compress_convs
 from torch_impl.training import _checkpoint_step
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

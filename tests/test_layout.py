@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 PACKAGE = ROOT / "torch_impl"
 MAX_TOP_LEVEL_MODULES = 16
 MAY_IMPORT = {

@@ -3,7 +3,6 @@ results equal an uninterrupted run's; a recipe that fails is reported and the ot
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
+from tests.helpers import ROOT, load_script
 from torch_impl.checkpoint import save_model
 from torch_impl.compare.points import CONFIG_FILE, FAILED_FILE, POINT_FILE, ROUNDS_FILE, Points, point_name
 from torch_impl.compare.recipes import Recipe, default_recipes
@@ -24,7 +24,6 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.measure.latency import TimingProtocol
 from torch_impl.model import SMALL_WIDTHS, build_model
 
-ROOT = Path(__file__).resolve().parent.parent
 # Cheap recipes that need no SVD (they run in the default recipe order, fine-tunes first).
 RECIPES = "dense int8;prune 90% + FT;no hidden MLP + FT"
 KILL_WAIT_S = 240  # the first point appears within seconds; this only bounds a hung run
@@ -40,13 +39,6 @@ def compare(root: Path, ckpt: Path, out: Path) -> list[str]:
 def accuracies(out: Path) -> dict[str, tuple[float, float]]:
     rows = json.loads((out / "compare.json").read_text())["rows"]
     return {r["method"]: (r["val_acc"], r["test_acc"]) for r in rows}
-
-
-def compare_script():
-    spec = importlib.util.spec_from_file_location("compare_methods_drill", ROOT / "scripts" / "compare_methods.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -65,7 +57,7 @@ def test_sigkill_in_the_middle_then_rerun_equals_an_uninterrupted_run(tmp_path: 
     finished = {p.parent.name: p.stat().st_mtime_ns for p in (out / "points").glob(f"*/{POINT_FILE}")}
     assert 1 <= len(finished) < 3  # killed between points
 
-    script = compare_script()  # the rerun, in this process: one interpreter start fewer
+    script = load_script("compare_methods")  # the rerun, in this process: one interpreter start fewer
     script.main(compare(root, ckpt, out)[2:])
     assert f"loaded {len(finished)} finished model(s)" in capsys.readouterr().out
     for name, mtime in finished.items():  # loaded, not computed again

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tests.test_methods import DENSE, _result
+from tests.compare.synthetic import DENSE, synthetic
 from torch_impl.compare.frontier import TARGETS, frontier, verdict_line
 
 
 def _row(method: str, val_acc: float, ratio: float, test_diff: float, p: float = 0.001, val_p: float = 0.001):
-    r = _result(method, "x", val_acc, ratio, 1e6)
+    r = synthetic(method, "x", val_acc, ratio, 1e6)
     r.measured.update(test_diff=test_diff, test_diff_lo=test_diff - 0.005, test_diff_hi=test_diff + 0.005,
                       test_mcnemar_p=p, val_diff=val_acc - DENSE.val_acc, val_mcnemar_p=val_p)
     return r

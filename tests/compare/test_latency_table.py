@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_rank_select import mlp
+from tests.compare.test_rank_select import mlp
 from torch_impl.compare.latency_table import LatencyTable, measure, rank_grid
 from torch_impl.compare.rank_select import budget_ranks, layer_macs
 from torch_impl.lowrank import break_even_rank

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
 from torch_impl.cli.rundir import LOCK_NAME, OutDirError, own_out_dir
 from torch_impl.training import _last_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_lock(out: Path, pid: int, host: str | None = None) -> None:

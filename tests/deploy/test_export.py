@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import learnable_images, write_image_folder
+from tests.helpers import ROOT
 from torch_impl.artifact import save_compressed
 from torch_impl.compare.non_svd import dynamic_int8
 from torch_impl.deploy.export import (
@@ -24,7 +25,6 @@ from torch_impl.deploy.export import (
 from torch_impl.lowrank import LowRankLinear, compress_model
 from torch_impl.model import SMALL_WIDTHS, build_model
 
-ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
 
 

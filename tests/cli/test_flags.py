@@ -8,7 +8,6 @@ to show the exit status and stderr a shell sees.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, load_script
+
 # torch's own log lines ("W1129 01:00:18.05 ... cpp_extension.py:183] No CUDA runtime is found"),
 # printed at import on machines with a CUDA_HOME but no GPU; not the script's output.
 TORCH_LOG = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d")
@@ -24,13 +24,6 @@ TORCH_LOG = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d")
 
 def stderr_lines(text: str) -> list[str]:
     return [line for line in text.strip().splitlines() if not TORCH_LOG.match(line)]
-
-
-def script(name: str):
-    spec = importlib.util.spec_from_file_location(f"cli_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def bad_files(tmp: Path) -> dict[str, Path]:
@@ -105,7 +98,7 @@ def test_bad_value_is_one_line_exit_2(name: str, args: list[str], expect: str, t
     files = bad_files(tmp_path)
     argv = [a.format(**files) for a in args]
     with pytest.raises(SystemExit) as exit_info:
-        script(name).main(argv)
+        load_script(name).main(argv)
     assert exit_info.value.code == 2, exit_info.value
     err = stderr_lines(capsys.readouterr().err)
     assert len(err) == 1 and "error:" in err[0] and expect.format(**files) in err[0], err

@@ -3,7 +3,6 @@ test, all are timed together with the A/A control, and choices see validation nu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from tests.conftest import write_image_folder
 from tests.helpers import load_script
 from torch_impl.artifact import load_compressed, logits_fingerprint
+from torch_impl.checkpoint import save_model
 from torch_impl.compare import run as compare_run
 from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.recipes import default_recipes
@@ -23,8 +23,8 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.inference import accuracy
 from torch_impl.measure.latency import TimingProtocol
 from torch_impl.measure.results import CONTROL_FAMILY, Result
+from torch_impl.model import SMALL_WIDTHS, build_model
 
-ROOT = Path(__file__).resolve().parent.parent
 RECIPES = "SVD f=0.2;budget 0.4M, data-aware + FT;dense int8"
 
 
@@ -76,9 +76,7 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
         assert accuracy(model, *splits["test"]) == pytest.approx(r.test_acc, abs=0.5 / n_test)  # same count
         assert logits_fingerprint(model, splits["test"][0]) == manifest["metrics"]["test_logits_sha256"]
     assert results[1].get("model_dir") is None  # the A/A control is the dense model again
-    spec = importlib.util.spec_from_file_location("verify_models", ROOT / "scripts" / "verify_models.py")
-    verify = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(verify)
+    verify = load_script("verify_models")
     dirs = [str(tmp_path / "out" / r.get("model_dir")) for r in [results[0], *results[2:]]]
     checked = verify.main([*dirs, "--data-dir", str(root), "--cache-dir", str(tmp_path / "cache")])
     assert [c["identical"] for c in checked] == [True] * len(dirs)
@@ -100,3 +98,14 @@ def test_list_prints_every_recipe_and_marks_the_default_set(capsys) -> None:
     assert load_script("compare_methods").main(["--list"]) == []
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(default_recipes()) and "* SVD f=0.2" in lines and "  prune 90% + FT" in lines
+
+
+def test_compare_script_rejects_a_fold_budget_below_the_cheapest_mlp(image_tree: Path, cache_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """Checked before any recipe runs: the budget rule would otherwise fail half an hour in."""
+    ckpt = save_model(tmp_path / "model.pt", build_model(0, widths=SMALL_WIDTHS))
+    args = ["--checkpoint", str(ckpt), "--data-dir", str(image_tree), "--cache-dir", str(cache_dir),
+            "--out-dir", str(tmp_path / "out"), "--fold-budget", "5"]
+    with pytest.raises(SystemExit, match=r"--fold-budget 5 is below the cheapest MLP .* \(28,736 MACs"):
+        load_script("compare_methods").main(args)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,69 @@
+"""Every compression recipe builds a model that runs and keeps its shapes; the alternatives behave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from torch_impl.compare import recipes as recipes_module
+from torch_impl.compare.config import CompareConfig
+from torch_impl.compare.finetune import zero_fraction
+from torch_impl.compare.latency_table import measure
+from torch_impl.compare.points import Points
+from torch_impl.compare.recipes import default_recipes, run_recipe
+
+TINY_STEPS = CompareConfig(finetune_steps=2, distill_steps=3, long_distill_steps=3, scratch_steps=3)
+RECIPES = {r.name: r for r in default_recipes(TINY_STEPS)}
+# Recipes that differ from one tested here only by a number (a fraction, a threshold, a
+# budget, channel counts) or by an option whose code another tested recipe runs (ranks from
+# the weights' spectra: the plain budget rule's) run the same code; each path is tested once.
+SAME_PATH_AS_ANOTHER = {"SVD f=0.5", "SVD f=0.1", "energy tau=0.7", "budget 2M MACs", "budget 2M, data-aware",
+                        "folded pools + budget 1M, data-aware + KD 3, cosine",
+                        "folded pools + convs 8/16 + budget 1M, data-aware + KD 3, cosine",
+                        "folded pools + nested-rank KD 3 (4M), ranks x1",
+                        "folded pools + budget 1M, weight-spectrum ranks, data-aware + KD",
+                        "channels 10/32 + budget 0.4M, data-aware + FT",
+                        "folded pools + nested-rank KD 3 (4M), ranks x0.25"}
+
+
+# Ranks chosen by measured time need a network whose low-rank layers can be faster than its dense
+# ones: on the small network per-call overhead dominates, and the time budget is infeasible.
+FULL_SIZE_ONLY = {"folded pools + ranks by measured time (= 1M MACs' time), data-aware + KD 3, cosine"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in RECIPES if n not in SAME_PATH_AS_ANOTHER])
+def test_recipe_runs_and_keeps_its_shapes(request, images: torch.Tensor, name: str, tmp_path: Path,
+                                          monkeypatch) -> None:
+    recipe = RECIPES[name]
+    ctx = request.getfixturevalue("full_ctx" if name in FULL_SIZE_ONLY else "ctx")
+    # The measured-latency table at its real settings times ~45 matmuls for 0.2 s each (~85 s
+    # here); its measurement is tested in test_latency_table, so here the table is a quick one.
+    monkeypatch.setattr(recipes_module, "measure_latency", lambda model, batch: measure(model, 16, min_run_s=0.001))
+    before = {k: v.clone() for k, v in ctx.dense.state_dict().items()}
+    model, info = run_recipe(recipe, ctx, evaluate=lambda m: 0.5)
+    with torch.inference_mode():
+        logits = model(images)
+    assert logits.shape == (len(images), 10) and torch.isfinite(logits).all()
+    assert info["method"] == recipe.name and info["macs_by_layer"]
+    if recipe.finetune_steps:
+        assert info["finetune_steps"] == (3 if recipe.distill else 2) and info["val_acc_before_finetune"] == 0.5
+        assert info["distilled"] == recipe.distill and info["finetune_schedule"] == recipe.lr_schedule
+    if recipe.settings.get("init") == "random":  # the recipe's training, the EMA of its weights kept
+        assert info["finetune_steps"] == 3 and info["weights_kept"].startswith("EMA") and info["ranks"]
+        assert info["distilled"] == recipe.settings["distilled"]
+    if "nested_fraction" in recipe.settings:  # one nested fine-tune, then truncated
+        assert info["finetune_steps"] == 3 and info["finetune_schedule"] == "cosine" and info["ranks"]
+    if info.get("pruned"):  # the mask held through the fine-tune
+        assert zero_fraction(model) == pytest.approx(info["pruned"], abs=1e-3)
+    for k, v in ctx.dense.state_dict().items():  # the dense model is never modified
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    points = Points(tmp_path, {})  # a comparison keeps every recipe's model as a point, and reloads it
+    points.save(name, model, {k: v for k, v in info.items() if k != "macs_by_layer"}, info["macs_by_layer"])
+    reloaded, _, macs = points.load(name)
+    with torch.inference_mode():
+        assert torch.equal(reloaded(images), logits) and macs == info["macs_by_layer"]
+
+
