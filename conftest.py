@@ -12,6 +12,7 @@ tests use JAX, one small init runs after collection, outside every test's time.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -44,3 +45,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         from torch_impl.model import SMALL_WIDTHS
 
         init_params(0, "spatial", SMALL_WIDTHS)
+
+
+@pytest.fixture(scope="session")
+def full_size_nets() -> dict:
+    """Each full-size network (seed 0), built once per run: Haiku's init of 21-30 M weights
+    takes seconds. Shared: a test that changes one takes ``copy.deepcopy`` of it first."""
+    from torch_impl.model import POOLINGS, build_model
+
+    return {pooling: build_model(0, pooling).eval() for pooling in POOLINGS}
+
+
+@pytest.fixture
+def full_size_net(full_size_nets):
+    """A private copy of a full-size network: ``full_size_net("haiku")``."""
+    return lambda pooling="spatial": copy.deepcopy(full_size_nets[pooling])

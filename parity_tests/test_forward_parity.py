@@ -62,11 +62,11 @@ def test_conversion_round_trip_is_exact(pooling: str, names: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_conversion_matches_haiku_names_and_shapes(pooling: str) -> None:
+def test_conversion_matches_haiku_names_and_shapes(full_size_nets, pooling: str) -> None:
     """The literal network's tree is what ``hk.transform`` of the take-home's hk.Sequential
     makes: conv2_d_1.w (5, 5, 9, 48), linear.w (6144, 3000), the same names."""
     hk_params = jax.device_get(init_params(0, pooling))
-    converted = torch_to_haiku(build_model(0, pooling))
+    converted = torch_to_haiku(full_size_nets[pooling])
     assert list(converted) == list(hk_params)
     for m in hk_params:
         for n in hk_params[m]:

@@ -32,6 +32,7 @@ a full-size comparison after 10 steps read loss 1.4e-4 and live 4.6e-2, and afte
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,6 +148,7 @@ def _batch(real_splits, n: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_loss_and_gradients_on_one_batch(real_splits, pooling: str) -> None:
     model = build_model(42, pooling)
+    grad_net = copy.deepcopy(model)
     images, labels = _batch(real_splits, 128)
     params = torch_to_haiku(model)  # "haiku": the take-home's tree for its verbatim hk.Sequential
     j_loss, j_grads = jax.value_and_grad(loss_fn)(params, images, labels, dense_net(pooling).apply)
@@ -154,7 +156,6 @@ def test_loss_and_gradients_on_one_batch(real_splits, pooling: str) -> None:
     t_loss.backward()
     np.testing.assert_allclose(t_loss.detach().item(), float(j_loss), rtol=LOSS_RTOL)
     # torch gradients, in Haiku layout through the same converter as the weights
-    grad_net = build_model(42, pooling)
     for p, g in zip(grad_net.parameters(), model.parameters()):
         p.data.copy_(g.grad)
     t_grads = torch_to_haiku(grad_net)

@@ -49,7 +49,6 @@ from torch_impl.compare.recipes import default_recipes
 from torch_impl.compare.recommend import recommendation_table
 from torch_impl.compare.run import (
     SAVE_CHOICES,
-    batch_sizes_for,
     check_fold_budget,
     make_context,
     rewrite_outputs,
@@ -59,6 +58,7 @@ from torch_impl.compare.run import (
 )
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.files import sha256
+from torch_impl.measure.latency import batch_sizes_for
 from torch_impl.measure.results import Result
 from torch_impl.measure.size import stored_bytes
 from torch_impl.measure.text import describe_timing

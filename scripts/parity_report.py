@@ -27,6 +27,7 @@ from torch_impl.cli.process import flush_denormals, full_fp32, resolve_device
 from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.inference import INFERENCE_METHOD
 from torch_impl.lowrank import compress_model
+from torch_impl.measure.latency import batch_sizes_for
 from torch_impl.measure.plots import plot_sweep
 from torch_impl.measure.results import write_results
 from torch_impl.measure.sweep import parse_fractions, run_sweep
@@ -86,7 +87,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> dict:
         device = resolve_device(args.device)
     except (DataError, ValueError, FileNotFoundError) as err:
         cli.fail(err)
-    batch_sizes = [min(10_000, len(labels)), 1]
+    batch_sizes = batch_sizes_for(len(labels))
     progress = not args.no_progress_bar
     origin = provenance(device)  # the code and machine as the run starts (the tree may change while it runs)
     # The same arithmetic on both sides: full fp32, no TF32 (see torch_impl/cli/process.py).

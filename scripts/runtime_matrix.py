@@ -32,6 +32,7 @@ from torch_impl.data import CIFAR10DataModule, DataError
 from torch_impl.deploy.report import matrix_report, matrix_table, runtime_plot, write_matrix
 from torch_impl.deploy.runtimes import runtime_matrix
 from torch_impl.files import write_text
+from torch_impl.measure.latency import batch_sizes_for
 from torch_impl.provenance import provenance
 
 
@@ -75,7 +76,7 @@ def _run(args: argparse.Namespace, dirs: list[Path], out_dir: Path) -> list[dict
         images, labels = dm.numpy_splits()["test"]
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
-    batch_sizes = [min(10_000, len(labels)), 1]
+    batch_sizes = batch_sizes_for(len(labels))
     origin = provenance()
     rows, timing = runtime_matrix(models, images, labels, out_dir / "onnx", batch_sizes,
                                   progress=not args.no_progress_bar, protocol=protocol)

@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
 
         from jax_ref import lowrank as jax_lowrank
 
-        jax.config.update("jax_default_matmul_precision", "highest")  # full fp32, as torch: runtime.py
+        jax.config.update("jax_default_matmul_precision", "highest")  # full fp32, as torch: cli/process.py
         params = haiku if haiku is not None else torch_to_haiku(net)
         rows = jax_lowrank.run_sweep(params, images, labels, fractions, modes, batch_sizes, progress=progress)
         method = f"jax.jit on {jax.default_backend()}, whole batch per call, block_until_ready"

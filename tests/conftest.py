@@ -61,17 +61,6 @@ def net_svds() -> tuple[nn.Module, dict]:
     return net, model_svds(net)
 
 
-@pytest.fixture(scope="session")
-def full_net_svds() -> tuple[nn.Module, dict]:
-    """The full-size Net (seed 0) and its SVDs (float64 SVDs of 3072x3000 weights take seconds),
-    for the one full-size test each code path keeps in the slow lane. None may modify either."""
-    from torch_impl.lowrank import model_svds
-    from torch_impl.model import build_model
-
-    net = build_model(0).eval()
-    return net, model_svds(net)
-
-
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "cifar")

@@ -13,11 +13,6 @@ from torch_impl.ema import TakeHomeEMA
 from torch_impl.lit_module import LitClassifier
 
 # Measured on an Intel Xeon (largest difference; margin = how far it could grow before failing):
-LOSS_RTOL = 1e-6  # fp32 loss against a float64 hand computation; 4.9e-8 (margin 21)
-ADAM_ATOL = 1e-7  # fp32, three Adam steps of size ~1e-3, against autograd's; 3.7e-9 (27)
-EMA_ATOL = 1e-7  # fp32 EMA against the rule by hand; 7.5e-9 (13)
-
-
 EMA_ATOL = 1e-7  # fp32 EMA against the rule by hand; 7.5e-9 (13)
 
 

@@ -1,4 +1,4 @@
-"""The fixed recipe: the loss, the L2 term's gradient through Adam, and the EMA rule."""
+"""The fixed recipe's LightningModule: the loss, and the L2 term's gradient through Adam."""
 
 from __future__ import annotations
 

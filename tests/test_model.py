@@ -32,8 +32,8 @@ EXPECTED_SHAPES = {
 
 
 @pytest.fixture(scope="module")
-def net() -> Net:
-    return build_model(42)
+def net(full_size_nets) -> Net:
+    return full_size_nets["spatial"]
 
 
 def test_parameter_count_and_shapes(net: Net) -> None:

@@ -8,7 +8,7 @@ The L2 term's gradient, 1e-4 * p, is applied by Adam's coupled ``weight_decay`` 
 adds ``weight_decay * p`` to every gradient before the moment updates, exactly the
 gradient of the term) instead of through autograd: on 2 CPU cores that saved 80 ms of
 a 240 ms step. The logged loss still includes the term; ``recipe_loss`` is the
-autograd form, and ``tests/test_recipe.py`` checks that both give the same Adam step.
+autograd form, and ``tests/test_lit_module.py`` checks that both give the same Adam step.
 """
 
 from __future__ import annotations

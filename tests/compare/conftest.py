@@ -1,4 +1,4 @@
-"""The comparison's test fixtures: a context on the small network (and one full-size), images."""
+"""The comparison's test fixtures: a context on the small network, images."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import torch
 from tests.conftest import learnable_images, write_image_folder
 from torch_impl.compare.recipes import Context
 from torch_impl.data import CIFAR10DataModule
-
-INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
-SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
 
 
 def make_ctx(tmp_path_factory, net_and_svds) -> Context:
@@ -23,11 +20,6 @@ def make_ctx(tmp_path_factory, net_and_svds) -> Context:
 def ctx(tmp_path_factory, net_svds) -> Context:
     """The small network's: every recipe's code runs the same on it."""
     return make_ctx(tmp_path_factory, net_svds)
-
-
-@pytest.fixture(scope="module")
-def full_ctx(tmp_path_factory, full_net_svds) -> Context:
-    return make_ctx(tmp_path_factory, full_net_svds)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from torch_impl.measure.results import Result
 
-INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
-SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
-
 
 def synthetic(method: str, family: str, acc: float, ratio: float, macs: float, mlp: float = 0.0, **settings) -> Result:
     """A synthetic row: validation accuracy ``acc``, test accuracy 1 pp below it, the ratio

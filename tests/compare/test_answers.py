@@ -10,9 +10,6 @@ from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.recipes import default_recipes
 from torch_impl.model import LINEAR_LAYERS
 
-INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
-SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
-
 
 def test_the_aa_sentence_reads_every_batch_size() -> None:
     aa = synthetic("dense (A/A control)", "A/A control", 0.70, 1.0, 28e6)

@@ -21,10 +21,8 @@ INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to f
 SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
 
 
-INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
 
 
-SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
 
 
 @pytest.mark.slow

@@ -9,9 +9,6 @@ from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.report import targets
 from torch_impl.measure.results import Result
 
-INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
-SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon
-
 
 def test_report_helpers_on_synthetic_results() -> None:
     svd = [synthetic(f"SVD f={f}", "plain SVD", acc, ratio, macs, rule="uniform", mode="factorized", rank_fraction=f)

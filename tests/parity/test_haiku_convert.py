@@ -28,9 +28,8 @@ PARAMS = {"spatial": 21_257_026, "haiku": 30_462_226}
 
 
 @pytest.fixture(scope="module")
-def nets() -> dict[str, torch.nn.Module]:
-    """One seeded full-size network of each kind (building 30 M parameters takes seconds: built once)."""
-    return {p: build_model(0, p) for p in POOLINGS}
+def nets(full_size_nets) -> dict[str, torch.nn.Module]:
+    return full_size_nets
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ outputs ``W x`` and ``V_r [out, r]`` its top ``r`` eigenvectors, ``P = V_r V_r^T
 is the best rank-``r`` affine layer on that data: its error ``(I - P) W (x - x_bar)`` is the
 part of the centred outputs outside their top-``r`` principal subspace (Eckart-Young on
 the output matrix). Plain SVD's factors are one rank-``r`` choice, so on the calibration
-data this never does worse; ``tests/test_data_aware.py`` checks it.
+data this never does worse; ``tests/compare/test_data_aware.py`` checks it.
 
 The same rule factors a convolution ``[out, in, k, k]``: the outputs are per-pixel vectors,
 ``A`` becomes a ``k x k`` convolution to ``r`` channels and ``B`` a ``1 x 1`` one

@@ -106,8 +106,8 @@ def table(results: list[Result], batch_sizes: tuple[int, int]) -> str:
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(results, 1):
         d = r.get("test_diff")
-        diff = "(reference)" if d is None else (f"{100 * d:+.2f} [{100 * r.get('test_diff_lo'):+.2f}, "
-                                                f"{100 * r.get('test_diff_hi'):+.2f}]")
+        diff = ("(reference)" if d is None
+                else fmt_interval(100 * d, 100 * r.get("test_diff_lo"), 100 * r.get("test_diff_hi"), "+.2f"))
         p = "" if d is None else f"{r.get('test_mcnemar_p'):.2g}"
         roof = " / ".join(f"{100 * r.get(f'roofline_fraction_b{b}', float('nan')):.1f}%" for b in batch_sizes)
         stored = "" if r.bytes is None else f"{r.bytes / 1e6:.1f}"
@@ -195,7 +195,7 @@ def write_report(path: Path, results: list[Result], batch_sizes: tuple[int, int]
                   f"+-{100 * rounds['target_halfwidth']:.0f}%)." + (f" **{rounds['warning']}**" if rounds["warning"]
                                                                       else "")]
     if aa := timing.get("aa_control"):
-        lines.append(f"A/A control: {aa['ratio']:.3f}x [{aa['interval'][0]:.3f}, {aa['interval'][1]:.3f}]"
+        lines.append(f"A/A control: {fmt_interval(aa['ratio'], *aa['interval'], unit='x')}"
                      + (f". **{aa['warning']}**" if aa["warning"] else ", containing 1.0 as it should."))
     if off := [r for r in results if str(r.get("timing_stopped", "")).startswith("off the front")]:
         lines.append("Timed until clearly off the front (racing; their intervals may be wider than the target): "

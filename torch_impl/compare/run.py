@@ -29,7 +29,7 @@ from torch_impl.compare.report import pareto_plot, targets, write_report
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
 from torch_impl.inference import accuracy
-from torch_impl.measure.latency import DEFAULT_TIMING, TimingProtocol
+from torch_impl.measure.latency import DEFAULT_TIMING, TimingProtocol, batch_sizes_for
 from torch_impl.measure.results import CONTROL_FAMILY, Result, write_results
 from torch_impl.measure.roofline import measure_roofline
 from torch_impl.measure.score import control_result, evaluate_into, time_into, timing_summary
@@ -64,11 +64,6 @@ def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, acc
     train_images = dm.numpy_splits()["train"][0]
     calib_idx = np.random.default_rng(0).permutation(len(train_images))[:calib_images]
     return Context(dense.eval(), svds, torch.from_numpy(train_images[calib_idx]), dm, accelerator=accelerator)
-
-
-def batch_sizes_for(n_test: int) -> list[int]:
-    """The two latency batch sizes: the whole test set (at most 10,000) and 1."""
-    return [min(10_000, n_test), 1]
 
 
 SAVE_CHOICES = ("front", "all", "none")

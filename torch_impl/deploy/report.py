@@ -17,6 +17,16 @@ from torch_impl.deploy.runtimes import AA_NAME, RUNTIMES  # noqa: E402
 from torch_impl.files import atomic_path, write_json  # noqa: E402
 
 
+def _vs_dense(row: dict[str, Any], b: int) -> str:
+    """``0.512x [0.498, 0.526]``: a row's time over dense's at batch ``b``."""
+    return fmt_interval(row[f"ratio_b{b}"], row[f"ratio_lo_b{b}"], row[f"ratio_hi_b{b}"], unit="x")
+
+
+def _vs_eager(row: dict[str, Any], b: int) -> str:
+    """A row's time over the same model's eager time at batch ``b``."""
+    return fmt_interval(row[f"vs_eager_b{b}"], row[f"vs_eager_lo_b{b}"], row[f"vs_eager_hi_b{b}"], unit="x")
+
+
 def write_matrix(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
     """``runtimes.csv`` (one row per model and runtime) and ``runtimes.json`` (rows plus provenance)."""
     fields = ["model", "runtime", "test_acc"] + sorted({k for r in rows for k in r} - {"model", "runtime", "test_acc"})
@@ -36,7 +46,7 @@ def matrix_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
         cells = [r["model"], r["runtime"], f"{100 * r['test_acc']:.2f}"]
         for b in batch_sizes:
             cells += [f"{r[f'latency_us_b{b}']:.1f}",
-                      f"{r[f'ratio_b{b}']:.3f} [{r[f'ratio_lo_b{b}']:.3f}, {r[f'ratio_hi_b{b}']:.3f}]"]
+                      fmt_interval(r[f"ratio_b{b}"], r[f"ratio_lo_b{b}"], r[f"ratio_hi_b{b}"])]
         notes = []
         if "graph_breaks" in r:
             notes.append(f"{r['graph_breaks']} graph breaks")
@@ -82,8 +92,7 @@ def runtime_findings(rows: list[dict[str, Any]], batch_sizes: list[int], referen
         others = [r for r in rows if r["model"] == name and f"vs_eager_b{big}" in r]
         if others:
             out.append(f"{name} at batch {big}, time over its own eager time: " + "; ".join(
-                f"{r['runtime']} {r[f'vs_eager_b{big}']:.3f}x [{r[f'vs_eager_lo_b{big}']:.3f}, "
-                f"{r[f'vs_eager_hi_b{big}']:.3f}]" for r in others) + ".")
+                f"{r['runtime']} {_vs_eager(r, big)}" for r in others) + ".")
     return out
 
 
@@ -125,8 +134,7 @@ def matrix_report(rows: list[dict[str, Any]], batch_sizes: list[int], meta: dict
              f"Timing: {t['rounds']} rounds in {t['elapsed_s']:.0f} s, stopped by the {t['stopped_by']}"
              + (f". **{t['warning']}**" if t.get("warning") else "."),
              f"A/A control ({AA_NAME}, eager): "
-             + "; ".join(f"{r[f'ratio_b{b}']:.3f}x [{r[f'ratio_lo_b{b}']:.3f}, {r[f'ratio_hi_b{b}']:.3f}] at batch {b}"
-                         for r in rows if r["model"] == AA_NAME for b in batch_sizes)
+             + "; ".join(f"{_vs_dense(r, b)} at batch {b}" for r in rows if r["model"] == AA_NAME for b in batch_sizes)
              + (f". **{t['aa_warning']}**" if t.get("aa_warning") else " (contains 1.0, as it should)."),
              "Ratios compare each model with dense in the same runtime; intervals are 95% bootstrap intervals "
              "over rounds.", "", f"![runtimes]({plot.name})", "", matrix_table(rows, batch_sizes), "",

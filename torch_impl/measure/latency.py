@@ -63,6 +63,12 @@ PROTOCOL = (f"interleaved rounds (before each round every model's tensors move t
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 
 
+def batch_sizes_for(n_images: int) -> list[int]:
+    """The two latency batch sizes: the whole test set (at most 10,000) and 1."""
+    big, small = DEFAULT_BATCH_SIZES
+    return [min(big, n_images), small]
+
+
 @dataclass(frozen=True)
 class TimingProtocol:
     """When interleaved timing stops: every ratio's 95% interval within +-``target`` at the first

@@ -30,6 +30,7 @@ from torch_impl.measure.latency import (
     time_interleaved,
     torch_calls,
 )
+from torch_impl.measure.stats import fmt_interval
 
 FAIR_CHUNK = 256
 WAYS = {"whole": "whole batch in one call", "chunked": f"chunks of {FAIR_CHUNK} images through the whole network"}
@@ -123,7 +124,7 @@ def fair_table(fair: list[dict]) -> str:
     """``fair_latency``'s rows as text."""
     lines = [f"{'point':<18}{'way':<82}{'torch us':>9}{'jax us':>8}  torch/jax [95%]"]
     for r in fair:
-        ratio = (f"{r['torch_over_jax']:.2f} [{r['torch_over_jax_lo']:.2f}, {r['torch_over_jax_hi']:.2f}]"
+        ratio = (fmt_interval(r["torch_over_jax"], r["torch_over_jax_lo"], r["torch_over_jax_hi"], ".2f")
                  if "torch_over_jax" in r else "")
         jax_us = f"{r['jax_us']:.1f}" if "jax_us" in r else ""
         lines.append(f"{r['point']:<18}{r['way']:<82}{r['torch_us']:>9.1f}{jax_us:>8}  {ratio}")
