@@ -10,8 +10,8 @@ import torch
 from jax_ref.lowrank import factorized_params, ranks_for, reconstructed_params
 from jax_ref.model import dense_net, low_rank_net
 from jax_ref.train import accuracy as jax_accuracy
+from torch_impl.factorize import compress_model
 from torch_impl.inference import accuracy as torch_accuracy
-from torch_impl.lowrank import compress_model
 from torch_impl.parity.haiku_convert import torch_to_haiku
 
 pytestmark = pytest.mark.slow  # real-data training or whole training runs: make test-fast skips it

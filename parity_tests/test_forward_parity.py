@@ -9,8 +9,8 @@ import torch
 
 from jax_ref.lowrank import factorized_params, ranks_for, reconstructed_params
 from jax_ref.model import dense_net, init_params, low_rank_net
+from torch_impl.factorize import compress_model
 from torch_impl.inference import predict
-from torch_impl.lowrank import compress_model
 from torch_impl.model import HIDDEN_WIDTHS, POOLINGS, SMALL_WIDTHS, build_model
 from torch_impl.parity.haiku_convert import haiku_to_torch, torch_to_haiku
 

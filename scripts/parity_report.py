@@ -25,8 +25,8 @@ from torch_impl.checkpoint import load_model
 from torch_impl.cli import flags as cli
 from torch_impl.cli.process import flush_denormals, full_fp32, resolve_device
 from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.factorize import compress_model
 from torch_impl.inference import INFERENCE_METHOD
-from torch_impl.lowrank import compress_model
 from torch_impl.measure.latency import batch_sizes_for
 from torch_impl.measure.plots import plot_sweep
 from torch_impl.measure.results import write_results

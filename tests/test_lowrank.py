@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.lowrank import LowRankLinear, break_even_rank, compress_model, rank_from_fraction, set_mode
+from torch_impl.factorize import compress_model
+from torch_impl.lowrank import LowRankLinear, break_even_rank, rank_from_fraction, set_mode
 from torch_impl.measure.sweep import DEFAULT_FRACTIONS, parse_fractions
 from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, MLP_SHAPES, SMALL_WIDTHS, build_model
 

@@ -1,4 +1,4 @@
-"""``LowRankLinear``: an ``nn.Linear`` replaced by its truncated SVD, and whole-model compression.
+"""``LowRankLinear``: an ``nn.Linear`` replaced by its truncated SVD; the rank rule and the per-layer report.
 
 Shape glossary (N = batch, r = rank):
     x          [N, in]
@@ -13,9 +13,8 @@ The split (singular values in the second factor) is the take-home's
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -58,7 +57,7 @@ def model_svds(model: nn.Module) -> dict[str, SVD]:
     return {name: linear_svd(m) for name, m in model.named_modules() if isinstance(m, nn.Linear)}
 
 
-def _check_mode(mode: str) -> str:
+def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return mode
@@ -77,7 +76,7 @@ class LowRankLinear(nn.Module):
         self.A = nn.Parameter(torch.empty(rank, in_features))
         self.B = nn.Parameter(torch.empty(out_features, rank))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.mode = _check_mode(mode)
+        self.mode = check_mode(mode)
         # Nested-rank training (torch_impl.compare.nested_rank) runs a prefix of the directions; None: all.
         self.active_rank: int | None = None
         self._dense_cache: tuple[tuple[int, ...], torch.Tensor] | None = None
@@ -171,7 +170,7 @@ class LowRankLinear(nn.Module):
 
 def set_mode(model: nn.Module, mode: Mode) -> nn.Module:
     """Switch every ``LowRankLinear`` in ``model`` to ``mode``; returns ``model``."""
-    _check_mode(mode)
+    check_mode(mode)
     for m in model.modules():
         if isinstance(m, LowRankLinear):
             m.mode = mode
@@ -188,49 +187,5 @@ class LayerReport:
     params_after: int
     macs_before: int
     macs_after: int
-
-
-def compress_model(model: nn.Module, rank_fraction: float | None = None,
-                   ranks: dict[str, int] | None = None, mode: Mode = "factorized",
-                   svds: dict[str, SVD] | None = None) -> tuple[nn.Module, list[LayerReport]]:
-    """A copy of ``model`` with ``nn.Linear`` layers replaced by ``LowRankLinear``.
-
-    Either one ``rank_fraction`` for every linear layer, or ``ranks`` mapping layer names
-    (as in ``model.named_modules()``) to ranks; linear layers missing from ``ranks`` stay
-    dense. The original model is not touched. Returns the copy and a per-layer report.
-    ``svds`` (from ``model_svds(model)``) saves recomputing the SVDs across calls.
-    """
-    _check_mode(mode)
-    if (rank_fraction is None) == (ranks is None):
-        raise ValueError("pass exactly one of rank_fraction= or ranks=")
-    if rank_fraction is not None:
-        rank_from_fraction(rank_fraction, 1, 1)  # validates before any work
-    modules = dict(model.named_modules())
-    for name in ranks or {}:
-        if name not in modules:
-            raise ValueError(f"ranks names {name!r}, which is not a layer of the model; "
-                             f"linear layers: {[n for n, m in modules.items() if isinstance(m, nn.Linear)]}")
-        if not isinstance(modules[name], nn.Linear):
-            raise ValueError(f"layer {name!r} is a {type(modules[name]).__name__}; only nn.Linear "
-                             "layers can be replaced by LowRankLinear")
-    out = copy.deepcopy(model)
-    report = []
-    for name, module in list(out.named_modules()):
-        if not isinstance(module, nn.Linear):
-            continue
-        n_in, n_out = module.in_features, module.out_features
-        bias = n_out if module.bias is not None else 0
-        rank = ranks.get(name) if ranks is not None else rank_from_fraction(rank_fraction, n_in, n_out)
-        if rank is None:
-            report.append(LayerReport(name, n_in, n_out, None, n_in * n_out + bias, n_in * n_out + bias,
-                                      n_in * n_out, n_in * n_out))
-            continue
-        try:
-            new = LowRankLinear.from_linear(module, rank=rank, mode=mode, svd=(svds or {}).get(name))
-        except ValueError as err:
-            raise ValueError(f"layer {name!r}: {err}") from None
-        out.set_submodule(name, new)
-        report.append(LayerReport(name, n_in, n_out, rank, n_in * n_out + bias,
-                                  rank * (n_in + n_out) + bias, n_in * n_out, new.macs()))
-    return out, report
-
+    kept: str = ""  # why a layer stayed dense ("" when factorized)
+    shared_as: list[str] = field(default_factory=list)  # the layer's other names, where it is used twice

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.compare.test_rank_select import mlp
+from tests.test_rank_select import mlp
 from torch_impl.compare.latency_table import LatencyTable, measure, rank_grid
-from torch_impl.compare.rank_select import budget_ranks, layer_macs
 from torch_impl.lowrank import break_even_rank
+from torch_impl.rank_select import budget_ranks, layer_macs
 
 SHAPES = [(64, 48), (48, 40), (40, 10)]  # tests.test_rank_select.mlp()'s layers
 

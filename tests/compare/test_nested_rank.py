@@ -19,8 +19,9 @@ from torch_impl.compare.nested_rank import (
     truncate,
 )
 from torch_impl.data import CIFAR10DataModule
+from torch_impl.factorize import compress_model
 from torch_impl.lit_module import LitClassifier
-from torch_impl.lowrank import LowRankLinear, compress_model
+from torch_impl.lowrank import LowRankLinear
 from torch_impl.model import SMALL_WIDTHS, build_model
 
 # A prefix run on slices of the factors against the same prefix copied into its own layers: the

@@ -22,7 +22,8 @@ from torch_impl.deploy.export import (
     graph_weight_shapes,
     weight_shapes,
 )
-from torch_impl.lowrank import LowRankLinear, compress_model
+from torch_impl.factorize import compress_model
+from torch_impl.lowrank import LowRankLinear
 from torch_impl.model import SMALL_WIDTHS, build_model
 
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")

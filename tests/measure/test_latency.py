@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import TinyNet
-from torch_impl.lowrank import compress_model
+from torch_impl.factorize import compress_model
 from torch_impl.measure import latency
 from torch_impl.measure.latency import LatencyStats, TimingProtocol, aa_check, time_interleaved, torch_calls
 from torch_impl.measure.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jax_ref import lowrank as jax_lowrank
-from torch_impl.lowrank import compress_model
+from torch_impl.factorize import compress_model
 from torch_impl.measure.latency import TimingProtocol
 from torch_impl.parity.framework_latency import HARNESS, WAYS, fair_latency, fair_table
 from torch_impl.parity.haiku_convert import torch_to_haiku

@@ -26,10 +26,10 @@ import copy
 import torch
 from torch import nn
 
-from torch_impl.compare.rank_select import LayerSpectrum
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear
 from torch_impl.lowrank_conv import LowRankConv2d
+from torch_impl.rank_select import LayerSpectrum
 
 
 def output_stats(model: nn.Module, layer_name: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

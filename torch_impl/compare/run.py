@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from torch_impl.artifact import logits_fingerprint, save_compressed
 from torch_impl.compare.answers import answers, pareto_front
 from torch_impl.compare.points import ROUNDS_FILE, Points, point_name
-from torch_impl.compare.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 from torch_impl.compare.recipes import Context, Recipe, run_recipe, zero_share
 from torch_impl.compare.recommend import choose, recommendation, recommendation_table
 from torch_impl.compare.report import pareto_plot, targets, write_report
@@ -33,6 +32,7 @@ from torch_impl.measure.latency import DEFAULT_TIMING, TimingProtocol, batch_siz
 from torch_impl.measure.results import CONTROL_FAMILY, Result, write_results
 from torch_impl.measure.roofline import measure_roofline
 from torch_impl.measure.score import control_result, evaluate_into, time_into, timing_summary
+from torch_impl.rank_select import DEFAULT_MULTIPLE, cheapest_budget
 
 
 def check_fold_budget(dense: nn.Module, fold_budget: int) -> None:

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from torch_impl.factorize import compress_model
 from torch_impl.inference import PlainEager
-from torch_impl.lowrank import MODES, compress_model, model_svds, rank_from_fraction
+from torch_impl.lowrank import MODES, model_svds, rank_from_fraction
 from torch_impl.measure.latency import DEFAULT_BATCH_SIZES, DEFAULT_TIMING, TimingProtocol
 from torch_impl.measure.results import Result, sweep_method
 from torch_impl.measure.roofline import measure_roofline

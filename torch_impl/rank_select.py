@@ -61,13 +61,15 @@ def dense_if_no_saving(rank: int, in_features: int, out_features: int) -> int | 
 
 
 def energy_ranks(model: nn.Module, tau: float, multiple: int = DEFAULT_MULTIPLE,
-                 svds: dict[str, SVD] | None = None) -> dict[str, int | None]:
+                 svds: dict[str, SVD] | None = None,
+                 layer_spectra: list[LayerSpectrum] | None = None) -> dict[str, int | None]:
     """Per layer, the smallest rank whose singular values hold a share ``tau`` of the squared
-    spectrum, rounded up to ``multiple``; layers where that saves no work stay dense."""
+    spectrum, rounded up to ``multiple``; layers where that saves no work stay dense.
+    ``layer_spectra``: the layers to rank (default: every ``nn.Linear`` of ``model``)."""
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau (share of the squared spectrum to keep) must be in (0, 1], got {tau}")
     out: dict[str, int | None] = {}
-    for sp in spectra(model, svds):
+    for sp in layer_spectra if layer_spectra is not None else spectra(model, svds):
         cum = torch.cumsum(sp.s.pow(2), 0) / sp.s.pow(2).sum()
         rank = int(torch.searchsorted(cum, torch.tensor(tau - 1e-12, dtype=cum.dtype)).item()) + 1
         rank = round_rank(min(rank, sp.max_rank), multiple, sp.max_rank)

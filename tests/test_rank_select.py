@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from torch_impl.compare.rank_select import (
+from torch_impl.factorize import compress_model
+from torch_impl.lowrank import break_even_rank
+from torch_impl.rank_select import (
     LayerSpectrum,
     budget_ranks,
     cheapest_budget,
@@ -17,7 +19,6 @@ from torch_impl.compare.rank_select import (
     round_rank,
     spectra,
 )
-from torch_impl.lowrank import break_even_rank, compress_model
 
 # Singular values of the test layer and the share of the squared spectrum each prefix holds:
 # squares 64, 16, 9, 4, 4, 2, 1 (sum 100) -> cumulative 0.64, 0.80, 0.89, 0.93, 0.97, 0.99, 1.00
