@@ -12,11 +12,17 @@ import torch
 
 from tests.conftest import learnable_images, write_image_folder
 from tests.helpers import ROOT
+from tests.test_factorize import NETWORKS as OWN_NETWORKS
+from tests.test_factorize import inputs as own_inputs
+from tests.test_factorize import seeded
+from torch_impl import LowRankConfig, factorize_
 from torch_impl.artifact import save_compressed
 from torch_impl.compare.non_svd import dynamic_int8
 from torch_impl.deploy.export import (
+    SUFFIX,
     check_export,
     check_exportable,
+    check_exported_outputs,
     export_model,
     factor_check,
     graph_weight_shapes,
@@ -84,3 +90,16 @@ def test_export_script_writes_the_file_and_its_check(low_rank, tmp_path: Path) -
     assert check["provenance"]["git_commit"] and torch.export.load(str(tmp_path / "model" / "model.pt2"))
     with pytest.raises(SystemExit, match="no model at"):
         main([str(tmp_path / "nothing"), "--format", "onnx"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "fmt"), [*((n, "onnx") for n in OWN_NETWORKS),
+                                           ("mlp", "torch-export"), ("vit", "torch-export")])
+def test_a_users_own_network_exports_with_its_factors(tmp_path: Path, name: str, fmt: str) -> None:
+    """Networks that are not the take-home's, exported with their own example inputs."""
+    model = seeded(OWN_NETWORKS[name][0])
+    factorize_(model, LowRankConfig(rank_fraction=0.25))
+    x = own_inputs(name)
+    path = export_model(model, tmp_path / f"m{SUFFIX[fmt]}", fmt, example=x)
+    report = check_exported_outputs(model, path, fmt, x)
+    assert report["factor_shapes_kept"] and report["outputs_within_tolerance"]

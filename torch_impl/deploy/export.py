@@ -55,20 +55,26 @@ def check_exportable(model: nn.Module) -> None:
                          "(e.g. onnxruntime.quantization.quantize_dynamic)")
 
 
-def export_model(model: nn.Module, path: str | Path, fmt: str) -> Path:
-    """Writes ``model`` (eval mode, CPU) to ``path`` in ``fmt`` ("onnx" or "torch-export"), atomically."""
+def export_model(model: nn.Module, path: str | Path, fmt: str, example: torch.Tensor | None = None) -> Path:
+    """Writes ``model`` (eval mode, CPU) to ``path`` in ``fmt`` ("onnx" or "torch-export"), atomically.
+    ``example``: an input batch of the model's own (default: CIFAR-10's uint8 ``[2, 32, 32, 3]``);
+    the file takes any batch size."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     check_exportable(model)
     model = model.eval().cpu()
+    args = _example() if example is None else (example.cpu(),)
+    if args[0].ndim < 1 or args[0].shape[0] < 2:
+        raise ValueError(f"the example input needs a batch of at least 2 along its first dimension (so that the "
+                         f"file takes any batch size), got shape {tuple(args[0].shape)}")
     path = Path(path)
     with atomic_path(path) as tmp:
         if fmt == "onnx":
-            program = torch.onnx.export(model, _example(), dynamo=True, dynamic_shapes=_dynamic_batch(),
+            program = torch.onnx.export(model, args, dynamo=True, dynamic_shapes=_dynamic_batch(),
                                         input_names=["images"], output_names=["logits"], verbose=False)
             program.save(str(tmp))
         else:
-            torch.export.save(torch.export.export(model, _example(), dynamic_shapes=_dynamic_batch()), str(tmp))
+            torch.export.save(torch.export.export(model, args, dynamic_shapes=_dynamic_batch()), str(tmp))
     return path
 
 
@@ -143,6 +149,29 @@ def runner(path: Path, fmt: str, threads: int | None = None):
 
 def optimized_path(path: Path) -> Path:
     return path.with_name(path.stem + ".ort-optimized.onnx")
+
+
+def check_exported_outputs(model: nn.Module, path: str | Path, fmt: str, inputs: torch.Tensor) -> dict[str, Any]:
+    """For any model and inputs: the file keeps every factor (``factor_check``, and for ONNX the
+    graph ONNX Runtime runs after its optimizations) and its outputs on ``inputs`` match eager's;
+    a dict of the checks, raising ``AssertionError`` naming the first that fails."""
+    path = Path(path)
+    run = runner(path, fmt)  # writes ONNX Runtime's optimized graph, read below
+    missing, merged = factor_check(graph_weight_shapes(path, fmt), model)
+    if fmt == "onnx":
+        opt_missing, opt_merged = factor_check(graph_weight_shapes(optimized_path(path), fmt), model)
+        missing, merged = {**missing, **opt_missing}, {**merged, **opt_merged}
+    got = run(inputs.cpu().numpy())
+    with torch.inference_mode():
+        want = model.eval().cpu()(inputs.cpu()).numpy()
+    err = np.abs(got - want)
+    out = {"format": fmt, "file": str(path), "file_bytes": path.stat().st_size, "factor_shapes_kept": not missing,
+           "missing_factor_shapes": [list(s) for s in missing], "dense_shapes_present": [list(s) for s in merged],
+           "max_abs_output_diff": float(err.max()),
+           "outputs_within_tolerance": bool(np.all(err <= LOGITS_ATOL + LOGITS_RTOL * np.abs(want)))}
+    assert not missing and not merged, f"low-rank factors lost in {path}: missing {missing}, dense {merged}"
+    assert out["outputs_within_tolerance"], f"{path}: outputs differ from eager by up to {err.max():.2e}"
+    return out
 
 
 def check_export(model: nn.Module, path: str | Path, fmt: str, images: np.ndarray, labels: np.ndarray
