@@ -12,11 +12,8 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "scripts").glob("*.py"))
 
 
 def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` imported as a module (its ``main`` not run)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The code of ``scripts/<name>.py``: its module in ``torch_impl.commands`` (``main`` not run)."""
+    return importlib.import_module(f"torch_impl.commands.{name}")
 
 
 class _Built(Exception):

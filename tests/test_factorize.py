@@ -53,12 +53,26 @@ def seeded(build, seed: int = 0) -> nn.Module:
 
 
 def vit() -> nn.Module:
-    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
-                                                hidden_dim=64, mlp_dim=128, num_classes=10)
+    """A small vision transformer; torchvision zero-initializes its head, which would make every
+    output 0 and every comparison of outputs empty, so the head gets random weights."""
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                 hidden_dim=64, mlp_dim=128, num_classes=10)
+    nn.init.normal_(model.heads.head.weight, std=0.1)
+    return model
 
 
 def mobilenet() -> nn.Module:
-    return torchvision.models.mobilenet_v3_small(num_classes=10)
+    """MobileNetV3-small with its batch-norm statistics taken from a few random batches: at
+    torchvision's init its outputs are ~1e-10, too small for any comparison to mean much."""
+    model = torchvision.models.mobilenet_v3_small(num_classes=10)
+    for m in model.classifier:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=m.in_features ** -0.5)
+    model.train()
+    with torch.no_grad():
+        for seed in range(3):
+            model(torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(100 + seed)))
+    return model
 
 
 NETWORKS = {"mlp": (MyMLP, (4, 64)), "shared linear": (Twice, (4, 128)), "vit": (vit, (2, 3, 32, 32)),

@@ -5,6 +5,7 @@ models on disk. Each folder is a role that builds on the core; a folder imports 
 layers it lists in ``MAY_IMPORT``, so the core runs and is tested without any of them, and
 two roles on one level (deploy, parity, compare) never depend on each other. Only
 ``parity/`` talks to JAX's side (``jax_ref``), and ``jax_ref`` never imports ``torch_impl``.
+``commands/`` (the scripts' code and the ``svd-compress`` command) sits on top of every role.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MAY_IMPORT = {
     "parity": {"core", "measure", "parity", "jax_ref"},
     "compare": {"core", "measure", "compare"},
     "cli": {"core", "measure", "cli"},
+    "commands": {"core", "measure", "deploy", "parity", "compare", "cli", "commands"},
 }
 
 

@@ -83,8 +83,8 @@ def linear_layers(model: nn.Module, filter_fn: FilterFn | None = None
         if not isinstance(m, nn.Linear) or isinstance(m, LowRankLinear):
             continue
         if type(m) is not nn.Linear:
-            skipped[name] = (f"a {type(m).__name__}, a subclass of nn.Linear that its parent may use through its "
-                             "weight rather than its forward (as nn.MultiheadAttention does)")
+            skipped[name] = (f"{type(m).__name__}: a subclass of nn.Linear, whose parent may use its weight "
+                             "without its forward (nn.MultiheadAttention does)")
         elif filter_fn is not None and not filter_fn(m, name):
             skipped[name] = "left out by filter_fn"
         else:
@@ -158,14 +158,16 @@ def factorize_(model: nn.Module, config: LowRankConfig, filter_fn: FilterFn | No
 
 def report_table(report: list[LayerReport]) -> str:
     """The report as text: one line per layer, then the totals."""
-    lines = [f"{'layer':<28}{'shape':>14}{'rank':>7}{'params before':>15}{'after':>12}{'MACs before':>13}"
+    w = max([5, *(len(r.name) for r in report)]) + 2
+    lines = [f"{'layer':<{w}}{'shape':>12}{'rank':>6}{'params before':>15}{'after':>12}{'MACs before':>13}"
              f"{'after':>12}  note"]
     for r in report:
         note = r.kept or (f"shared as {', '.join(r.shared_as)}" if r.shared_as else "")
-        lines.append(f"{r.name:<28}{f'{r.in_features}x{r.out_features}':>14}{'' if r.rank is None else r.rank:>7}"
+        lines.append(f"{r.name:<{w}}{f'{r.in_features}x{r.out_features}':>12}{'' if r.rank is None else r.rank:>6}"
                      f"{r.params_before:>15,}{r.params_after:>12,}{r.macs_before:>13,}{r.macs_after:>12,}  {note}")
-    lines.append(f"{'total':<49}{sum(r.params_before for r in report):>15,}{sum(r.params_after for r in report):>12,}"
-                 f"{sum(r.macs_before for r in report):>13,}{sum(r.macs_after for r in report):>12,}")
+    lines.append(f"{'total':<{w + 18}}{sum(r.params_before for r in report):>15,}"
+                 f"{sum(r.params_after for r in report):>12,}{sum(r.macs_before for r in report):>13,}"
+                 f"{sum(r.macs_after for r in report):>12,}")
     return "\n".join(lines)
 
 

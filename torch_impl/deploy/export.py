@@ -38,6 +38,9 @@ SUFFIX = {"onnx": ".onnx", "torch-export": ".pt2"}
 LOGITS_ATOL = 1e-4
 LOGITS_RTOL = 1e-4
 EVAL_BATCH = 1000  # images per call when checking a file
+# Any model's exported outputs against eager's, as a share of the largest output: float32 kernels
+# of two runtimes, summed in other orders (measured up to 1e-6 on the test networks).
+OUTPUT_RTOL = 1e-4
 
 
 def _example(batch: int = 2) -> tuple[torch.Tensor]:
@@ -164,13 +167,15 @@ def check_exported_outputs(model: nn.Module, path: str | Path, fmt: str, inputs:
     got = run(inputs.cpu().numpy())
     with torch.inference_mode():
         want = model.eval().cpu()(inputs.cpu()).numpy()
-    err = np.abs(got - want)
+    err, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
     out = {"format": fmt, "file": str(path), "file_bytes": path.stat().st_size, "factor_shapes_kept": not missing,
            "missing_factor_shapes": [list(s) for s in missing], "dense_shapes_present": [list(s) for s in merged],
-           "max_abs_output_diff": float(err.max()),
-           "outputs_within_tolerance": bool(np.all(err <= LOGITS_ATOL + LOGITS_RTOL * np.abs(want)))}
+           "max_abs_output_diff": err, "max_abs_output": scale,
+           # relative to the outputs' own size: a model of yours may output anything from 1e-6 to 1e6
+           "outputs_within_tolerance": bool(err <= OUTPUT_RTOL * scale + np.finfo(np.float32).tiny)}
     assert not missing and not merged, f"low-rank factors lost in {path}: missing {missing}, dense {merged}"
-    assert out["outputs_within_tolerance"], f"{path}: outputs differ from eager by up to {err.max():.2e}"
+    assert out["outputs_within_tolerance"], (f"{path}: outputs differ from eager by up to {err:.2e}, over "
+                                             f"{OUTPUT_RTOL:g} of the largest output ({scale:.2e})")
     return out
 
 

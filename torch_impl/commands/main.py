@@ -1,0 +1,50 @@
+"""``svd-compress <command> [flags]``: the scripts as one installed command.
+
+Each command is the same code as ``scripts/<script>.py`` in a checkout (``COMMANDS``); its
+flags are that script's (``svd-compress <command> --help``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+from importlib.util import find_spec
+
+COMMANDS = {"train": "train", "sweep": "sweep_ranks", "compare": "compare_methods", "export": "export",
+            "verify": "verify_models", "runtimes": "runtime_matrix", "parity": "parity_report",
+            "bench-inference": "bench_inference", "bench-training": "bench_training"}
+
+
+def summary(module: str) -> str:
+    """A command's first docstring line, read without importing it (imports take seconds)."""
+    spec = find_spec(f"torch_impl.commands.{module}")
+    with open(spec.origin) as f:
+        doc = ast.get_docstring(ast.parse(f.read())) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    return ("usage: svd-compress <command> [flags]   (svd-compress <command> --help: its flags)\n\ncommands:\n"
+            + "\n".join(f"  {name:<{width}}  {summary(module)}" for name, module in COMMANDS.items()))
+
+
+def main(argv: list[str] | None = None) -> object:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return None
+    if argv[0] not in COMMANDS:
+        print(f"svd-compress: error: unknown command {argv[0]!r}; one of {', '.join(COMMANDS)} "
+              "(svd-compress --help)", file=sys.stderr)
+        raise SystemExit(2)
+    program, sys.argv[0] = sys.argv[0], f"svd-compress {argv[0]}"  # its errors and --help name it so
+    try:
+        return importlib.import_module(f"torch_impl.commands.{COMMANDS[argv[0]]}").main(argv[1:])
+    finally:
+        sys.argv[0] = program
+
+
+if __name__ == "__main__":
+    main()
