@@ -108,6 +108,21 @@ def test_filter_fn_and_the_rules_choose_the_layers_and_ranks() -> None:
         factorize_(seeded(MyMLP), LowRankConfig(ranks={"nope": 3}))
 
 
+def test_data_aware_factors_fit_the_calibration_inputs_at_least_as_well() -> None:
+    """Ground truth: on its calibration inputs the data-aware head's outputs (the model's) are the
+    best rank-3 affine fit, so no worse than plain SVD's; the rules then read output spectra."""
+    x = torch.randn(512, 64, generator=torch.Generator().manual_seed(2))
+    dense, plain, aware = seeded(MyMLP), seeded(MyMLP), seeded(MyMLP)
+    factorize_(plain, LowRankConfig(ranks={"head": 3}))
+    factorize_(aware, LowRankConfig(ranks={"head": 3}), calibration=x)
+    with torch.no_grad():
+        want = dense(x)
+        plain_err, aware_err = ((m(x) - want).pow(2).mean().item() for m in (plain, aware))
+    assert aware_err <= plain_err and isinstance(aware.head, LowRankLinear)
+    report = factorize_(seeded(MyMLP), LowRankConfig(energy=0.9), calibration=x)
+    assert all(r.rank is not None or r.kept for r in report)
+
+
 def test_a_shared_layer_is_replaced_under_every_name() -> None:
     model = seeded(Twice)
     x = inputs("shared linear")

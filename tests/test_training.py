@@ -12,8 +12,8 @@ from lightning.pytorch.callbacks import Callback
 
 from tests.conftest import write_image_folder
 from torch_impl.checkpoint import load_model
+from torch_impl.data import EpochSampler
 from torch_impl.model import HIDDEN_WIDTHS, SMALL_WIDTHS
-from torch_impl.sampler import EpochSampler
 from torch_impl.training import TrainConfig, config_from_preset, run_training
 
 # Two runs on the same machine; only the summation order inside a shuffled batch differs:

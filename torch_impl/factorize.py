@@ -16,6 +16,11 @@ about twice the dense MACs), so such a layer stays dense unless ``keep_unprofita
 otherwise, and the report says why. The report has one row per linear layer: factorized
 (rank, parameters and MACs before and after) or kept dense, with the reason.
 
+With ``calibration`` (a batch of the model's own inputs), the factors are data-aware: each layer
+keeps the principal subspace of its outputs on those inputs rather than of its weight
+(``data_aware``), layers in module order, each calibrated behind the ones already replaced;
+the energy and budget rules then read the outputs' spectra too.
+
 Candidates are modules whose type is exactly ``nn.Linear``. A subclass is left alone and
 reported: ``nn.MultiheadAttention``'s ``out_proj`` is one, and the attention uses its weight
 through ``F.multi_head_attention_forward``, never its ``forward``, so a replacement would be
@@ -29,8 +34,10 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
+from torch_impl.data_aware import data_aware_layer, output_spectrum, output_stats
 from torch_impl.lowrank import (
     LayerReport,
     LowRankLinear,
@@ -100,7 +107,8 @@ def _names_of(model: nn.Module) -> dict[int, list[str]]:
     return names
 
 
-def _choose_ranks(layers: dict[str, nn.Linear], config: LowRankConfig, svds: dict) -> dict[str, int | None]:
+def _choose_ranks(layers: dict[str, nn.Linear], config: LowRankConfig, svds: dict,
+                  spectra: list[LayerSpectrum] | None = None) -> dict[str, int | None]:
     if config.rank_fraction is not None:
         return {n: rank_from_fraction(config.rank_fraction, m.in_features, m.out_features) for n, m in layers.items()}
     if config.ranks is not None:
@@ -108,7 +116,7 @@ def _choose_ranks(layers: dict[str, nn.Linear], config: LowRankConfig, svds: dic
         if unknown:
             raise ValueError(f"ranks names {unknown}, which are not candidate layers; candidates: {sorted(layers)}")
         return {n: config.ranks.get(n) for n in layers}
-    spectra = [LayerSpectrum(n, m.in_features, m.out_features, svds[n][1]) for n, m in layers.items()]
+    spectra = spectra or [LayerSpectrum(n, m.in_features, m.out_features, svds[n][1]) for n, m in layers.items()]
     if config.energy is not None:
         return energy_ranks(nn.Module(), config.energy, config.multiple, layer_spectra=spectra)
     return budget_ranks(nn.Module(), config.mac_budget, config.multiple, layer_spectra=spectra)
@@ -121,14 +129,18 @@ def _dense_row(name: str, m: nn.Linear, why: str) -> LayerReport:
 
 
 def factorize_(model: nn.Module, config: LowRankConfig, filter_fn: FilterFn | None = None,
-               svds: dict | None = None) -> list[LayerReport]:
+               svds: dict | None = None, calibration: torch.Tensor | None = None) -> list[LayerReport]:
     """Replace ``model``'s chosen linear layers by ``LowRankLinear`` in place; one report row per
-    linear layer, in module order. ``svds``: ``{name: linear_svd(layer)}`` computed earlier."""
+    linear layer, in module order. ``svds``: ``{name: linear_svd(layer)}`` computed earlier;
+    ``calibration``: inputs of the model's own for data-aware factors (module doc)."""
     layers, skipped = linear_layers(model, filter_fn)
-    svds = dict(svds or {})
+    svds, spectra = dict(svds or {}), None
     if config.rule in ("energy", "mac_budget"):  # these rules read every candidate's spectrum
-        svds.update({n: linear_svd(m) for n, m in layers.items() if n not in svds})
-    ranks = _choose_ranks(layers, config, svds)
+        if calibration is not None:
+            spectra = [output_spectrum(model, n, calibration) for n in layers]
+        else:
+            svds.update({n: linear_svd(m) for n, m in layers.items() if n not in svds})
+    ranks = _choose_ranks(layers, config, svds, spectra)
     names = _names_of(model)
     rows = {n: _dense_row(n, model.get_submodule(n), why) for n, why in skipped.items()}
     for name, m in layers.items():
@@ -143,7 +155,11 @@ def factorize_(model: nn.Module, config: LowRankConfig, filter_fn: FilterFn | No
                                              "MACs than the dense layer")
             continue
         try:
-            new = LowRankLinear.from_linear(m, rank=rank, mode=config.mode, svd=svds.get(name))
+            if calibration is not None:  # behind the layers already replaced (module order)
+                new = data_aware_layer(m, *output_stats(model, name, calibration), rank)
+                new.mode = check_mode(config.mode)
+            else:
+                new = LowRankLinear.from_linear(m, rank=rank, mode=config.mode, svd=svds.get(name))
         except ValueError as err:
             raise ValueError(f"layer {name!r}: {err}") from None
         for alias in names[id(m)]:

@@ -133,7 +133,7 @@ def answers(results: list[Result]) -> list[str]:
             f"{b / 1e6:g}M MAC budget: validation {100 * da.val_acc:.2f}% vs {100 * plain.val_acc:.2f}%"
             for b, da, plain in pairs)
             + ". Data-aware factors always keep each layer's outputs on the calibration images better "
-              "(tests/compare/test_data_aware.py); that is not the same objective as the test accuracy.")
+              "(tests/test_data_aware.py); that is not the same objective as the test accuracy.")
     if ft := [r for r in results if r.get("val_acc_before_finetune") is not None]:
         out.append("**Recovery fine-tuning (validation accuracy before -> after):** " + "; ".join(
             f"{r.method}: {100 * r.get('val_acc_before_finetune'):.2f}% -> {100 * r.val_acc:.2f}%" for r in ft) + ".")

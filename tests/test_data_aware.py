@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tests.conftest import learnable_images
-from torch_impl.compare.data_aware import data_aware_compress, output_spectra, output_stats
+from torch_impl.data_aware import data_aware_compress, output_spectra, output_stats
 from torch_impl.factorize import compress_model
 from torch_impl.lowrank_conv import LowRankConv2d, compress_convs, conv_break_even_rank
 from torch_impl.model import CONV_LAYERS, LINEAR_LAYERS, SMALL_WIDTHS, build_model

@@ -11,7 +11,7 @@ outputs ``W x`` and ``V_r [out, r]`` its top ``r`` eigenvectors, ``P = V_r V_r^T
 is the best rank-``r`` affine layer on that data: its error ``(I - P) W (x - x_bar)`` is the
 part of the centred outputs outside their top-``r`` principal subspace (Eckart-Young on
 the output matrix). Plain SVD's factors are one rank-``r`` choice, so on the calibration
-data this never does worse; ``tests/compare/test_data_aware.py`` checks it.
+data this never does worse; ``tests/test_data_aware.py`` checks it.
 
 The same rule factors a convolution ``[out, in, k, k]``: the outputs are per-pixel vectors,
 ``A`` becomes a ``k x k`` convolution to ``r`` channels and ``B`` a ``1 x 1`` one
@@ -108,16 +108,19 @@ def data_aware_compress(model: nn.Module, ranks: dict[str, int | None], calib_im
     return out
 
 
-def output_spectra(model: nn.Module, calib_images: torch.Tensor) -> list[LayerSpectrum]:
-    """Per ``nn.Linear`` of ``model``, the square roots of its output covariance's eigenvalues
-    on ``calib_images``, descending: what a data-aware rank keeps, for ``budget_ranks``.
+def output_spectrum(model: nn.Module, name: str, calib_inputs: torch.Tensor) -> LayerSpectrum:
+    """The square roots of the output covariance's eigenvalues of the linear layer ``name`` on
+    ``calib_inputs``, descending: what a data-aware rank keeps, for the rank rules.
 
     A weight's spectrum counts every input direction alike; the share of a layer's output
     variance that ``r`` principal components keep is the share its data-aware factors keep."""
-    out = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            _, cov = output_stats(model, name, calib_images)
-            eig = torch.linalg.eigvalsh(cov).flip(0).clamp_min(0)[: min(m.in_features, m.out_features)]
-            out.append(LayerSpectrum(name, m.in_features, m.out_features, eig.sqrt()))
-    return out
+    m = model.get_submodule(name)
+    _, cov = output_stats(model, name, calib_inputs)
+    eig = torch.linalg.eigvalsh(cov).flip(0).clamp_min(0)[: min(m.in_features, m.out_features)]
+    return LayerSpectrum(name, m.in_features, m.out_features, eig.sqrt())
+
+
+def output_spectra(model: nn.Module, calib_images: torch.Tensor) -> list[LayerSpectrum]:
+    """``output_spectrum`` of every ``nn.Linear`` of ``model``, in module order."""
+    return [output_spectrum(model, name, calib_images) for name, m in model.named_modules()
+            if isinstance(m, nn.Linear)]
