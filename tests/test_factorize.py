@@ -102,7 +102,14 @@ def test_filter_fn_and_the_rules_choose_the_layers_and_ranks() -> None:
     budget = seeded(MyMLP)
     report = factorize_(budget, LowRankConfig(mac_budget=20_000), filter_fn=lambda m, name: name != "head")
     assert sum(r.macs_after for r in report if r.name != "head") <= 20_000
-    with pytest.raises(ValueError, match="exactly one of rank_fraction, energy, mac_budget, ranks"):
+    by_time = seeded(MyMLP)  # a cost proportional to MACs: the time rule must choose the MAC rule's ranks
+    ns_per_mac = lambda rank, n_in, n_out: 1e-9 * (n_in * n_out if rank is None else rank * (n_in + n_out))
+    timed = factorize_(by_time, LowRankConfig(time_budget=20_000e-9, cost=ns_per_mac),
+                       filter_fn=lambda m, name: name != "head")
+    assert [r.rank for r in timed] == [r.rank for r in report]
+    with pytest.raises(ValueError, match="time_budget needs cost="):
+        LowRankConfig(time_budget=1e-3)
+    with pytest.raises(ValueError, match="exactly one of rank_fraction, energy, mac_budget, time_budget, ranks"):
         LowRankConfig(rank_fraction=0.5, energy=0.9)
     with pytest.raises(ValueError, match=r"ranks names \['nope'\]"):
         factorize_(seeded(MyMLP), LowRankConfig(ranks={"nope": 3}))
@@ -188,19 +195,23 @@ def test_a_manifest_that_claims_more_than_its_weights_is_refused_before_allocati
 
 
 @pytest.mark.slow
-def test_a_fresh_process_loads_the_overlay_and_predicts_the_same(tmp_path: Path) -> None:
-    model = seeded(MyMLP)
-    factorize_(model, LowRankConfig(energy=0.5))
-    save_compressed(tmp_path / "m", model, base_model=seeded(MyMLP))
-    x = inputs("mlp")
-    with torch.no_grad():
-        torch.save(model(x), tmp_path / "want.pt")
-    torch.save(x, tmp_path / "x.pt")
-    code = (f"import sys, torch; sys.path.insert(0, {str(ROOT / 'tests')!r}); sys.path.insert(0, {str(ROOT)!r})\n"
-            "from tests.test_factorize import MyMLP, seeded\n"
+def test_a_fresh_process_loads_every_overlay_and_predicts_the_same(tmp_path: Path) -> None:
+    """Each network compressed with data-aware factors, saved with only what changed, then loaded
+    in another process into a base model built there: bit-identical outputs."""
+    for name, (build, _) in NETWORKS.items():
+        model, x = seeded(build), inputs(name)
+        factorize_(model, LowRankConfig(rank_fraction=0.25), calibration=x)
+        save_compressed(tmp_path / name, model, base_model=seeded(build))
+        with torch.no_grad():
+            torch.save({"x": x, "want": model(x)}, tmp_path / f"{name}.pt")
+    code = (f"import sys, torch; sys.path.insert(0, {str(ROOT)!r})\n"
+            "from tests.test_factorize import NETWORKS, seeded\n"
             "from torch_impl import load_compressed\n"
-            f"m, _ = load_compressed({str(tmp_path / 'm')!r}, base_model=seeded(MyMLP))\n"
-            f"x, want = torch.load({str(tmp_path / 'x.pt')!r}), torch.load({str(tmp_path / 'want.pt')!r})\n"
-            "with torch.no_grad(): assert torch.equal(m(x), want)\nprint('identical')\n")
+            "for name, (build, _) in NETWORKS.items():\n"
+            f"    m, _ = load_compressed({str(tmp_path)!r} + '/' + name, base_model=seeded(build))\n"
+            f"    io = torch.load({str(tmp_path)!r} + f'/{{name}}.pt')\n"
+            "    with torch.no_grad(): assert torch.equal(m(io['x']), io['want']), name\n"
+            "    print(name, 'identical')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0 and "identical" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [w for name in NETWORKS for w in (*name.split(), "identical")]

@@ -34,14 +34,17 @@ from torch_impl.rank_select import LayerSpectrum
 
 def output_stats(model: nn.Module, layer_name: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``[out]`` and covariance ``[out, out]`` (float64) of ``layer_name``'s pre-bias outputs
-    (per example for a linear layer, per example and pixel for a convolution) on ``images``."""
+    (per output vector of a linear layer, per example and pixel for a convolution) on ``images``."""
     layer = model.get_submodule(layer_name)
     acc: dict[str, torch.Tensor | int] = {"n": 0}
 
+    conv = isinstance(layer, nn.Conv2d)
+
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        y = output if module.bias is None else output - (
-            module.bias.view(1, -1, 1, 1) if output.ndim == 4 else module.bias)
-        y = (y.permute(0, 2, 3, 1) if y.ndim == 4 else y).reshape(-1, y.shape[1]).double()
+        # a linear layer's outputs are vectors along the last dimension (tokens, positions and
+        # the batch all count as examples); a convolution's, along the channels of each pixel
+        y = output if module.bias is None else output - (module.bias.view(1, -1, 1, 1) if conv else module.bias)
+        y = (y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]) if conv else y.reshape(-1, y.shape[-1])).double()
         acc["n"] = acc["n"] + y.shape[0]
         acc["sum"] = acc.get("sum", 0) + y.sum(0)
         acc["outer"] = acc.get("outer", 0) + y.T @ y

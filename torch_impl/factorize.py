@@ -8,6 +8,8 @@ candidates. ``LowRankConfig`` takes exactly one rule:
     energy tau        the smallest rank holding a share ``tau`` of the layer's squared spectrum
     mac_budget M      ranks spread over the layers so that they cost at most M multiply-
                       accumulates per example, where a rank buys the most spectrum per MAC
+    time_budget T     the same in seconds per example, by ``cost`` (a measured table:
+                      ``measure.latency_table.measure(model, batch).cost``)
     ranks {name: r}   given per layer
 
 Rules that do not save work are not applied: a rank at or above the break-even
@@ -47,10 +49,10 @@ from torch_impl.lowrank import (
     linear_svd,
     rank_from_fraction,
 )
-from torch_impl.rank_select import DEFAULT_MULTIPLE, LayerSpectrum, budget_ranks, energy_ranks
+from torch_impl.rank_select import DEFAULT_MULTIPLE, LayerCost, LayerSpectrum, budget_ranks, energy_ranks
 
 FilterFn = Callable[[nn.Module, str], bool]
-RULES = ("rank_fraction", "energy", "mac_budget", "ranks")
+RULES = ("rank_fraction", "energy", "mac_budget", "time_budget", "ranks")
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,16 @@ class LowRankConfig:
     """How ranks are chosen: exactly one of ``rank_fraction``, ``energy``, ``mac_budget``, ``ranks``.
 
     ``multiple``: the energy and budget rules round ranks up to it (vectorised kernels);
+    ``cost``: ``(rank or None, in, out) -> seconds per example``, for ``time_budget``;
     ``mode``: "factorized" (two matmuls) or "reconstructed" (their product formed once);
     ``keep_unprofitable``: factorize a layer even where its rank saves no work."""
 
     rank_fraction: float | None = None
     energy: float | None = None
     mac_budget: int | None = None
+    time_budget: float | None = None
     ranks: dict[str, int] | None = field(default=None, hash=False)
+    cost: LayerCost | None = field(default=None, hash=False, compare=False)
     multiple: int = DEFAULT_MULTIPLE
     mode: Mode = "factorized"
     keep_unprofitable: bool = False
@@ -75,6 +80,9 @@ class LowRankConfig:
             raise ValueError(f"LowRankConfig takes exactly one of {', '.join(RULES)}; got {given or 'none'}")
         if self.rank_fraction is not None:
             rank_from_fraction(self.rank_fraction, 1, 1)  # the layer's own check and message
+        if (self.time_budget is None) != (self.cost is None):
+            raise ValueError("time_budget needs cost= (seconds per example of a layer at a rank, e.g. "
+                             "measure.latency_table.measure(model, batch_size).cost), and cost= needs time_budget")
 
     @property
     def rule(self) -> str:
@@ -119,6 +127,9 @@ def _choose_ranks(layers: dict[str, nn.Linear], config: LowRankConfig, svds: dic
     spectra = spectra or [LayerSpectrum(n, m.in_features, m.out_features, svds[n][1]) for n, m in layers.items()]
     if config.energy is not None:
         return energy_ranks(nn.Module(), config.energy, config.multiple, layer_spectra=spectra)
+    if config.time_budget is not None:
+        return budget_ranks(nn.Module(), config.time_budget, config.multiple, layer_spectra=spectra, cost=config.cost,
+                            unit="s per example")
     return budget_ranks(nn.Module(), config.mac_budget, config.multiple, layer_spectra=spectra)
 
 
@@ -135,7 +146,7 @@ def factorize_(model: nn.Module, config: LowRankConfig, filter_fn: FilterFn | No
     ``calibration``: inputs of the model's own for data-aware factors (module doc)."""
     layers, skipped = linear_layers(model, filter_fn)
     svds, spectra = dict(svds or {}), None
-    if config.rule in ("energy", "mac_budget"):  # these rules read every candidate's spectrum
+    if config.rule in ("energy", "mac_budget", "time_budget"):  # these rules read every candidate's spectrum
         if calibration is not None:
             spectra = [output_spectrum(model, n, calibration) for n in layers]
         else:

@@ -11,9 +11,9 @@ from torch import nn
 from torch_impl.compare import recipes as recipes_module
 from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.finetune import zero_fraction
-from torch_impl.compare.latency_table import LatencyTable, rank_grid
 from torch_impl.compare.points import Points
 from torch_impl.compare.recipes import Context, default_recipes, run_recipe
+from torch_impl.measure.latency_table import LatencyTable, rank_grid
 
 TINY_STEPS = CompareConfig(finetune_steps=2, distill_steps=3, long_distill_steps=3, scratch_steps=3)
 RECIPES = {r.name: r for r in default_recipes(TINY_STEPS)}

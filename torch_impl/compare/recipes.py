@@ -19,7 +19,6 @@ from torch import nn
 from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.finetune import finetune, zero_fraction
 from torch_impl.compare.from_scratch import random_low_rank, train_from_scratch
-from torch_impl.compare.latency_table import measure as measure_latency
 from torch_impl.compare.nested_rank import NestedRanks, low_rank_layers, truncate
 from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
@@ -29,6 +28,7 @@ from torch_impl.factorize import compress_model
 from torch_impl.inference import MLP_CHUNK
 from torch_impl.lowrank import model_svds
 from torch_impl.measure.cost import count_macs
+from torch_impl.measure.latency_table import measure as measure_latency
 from torch_impl.model import CONV_LAYERS, check_pooling
 from torch_impl.rank_select import budget_ranks, energy_ranks, ranks_macs
 

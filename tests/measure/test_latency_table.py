@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from tests.test_rank_select import mlp
-from torch_impl.compare.latency_table import LatencyTable, measure, rank_grid
 from torch_impl.lowrank import break_even_rank
+from torch_impl.measure.latency_table import LatencyTable, measure, rank_grid
 from torch_impl.rank_select import budget_ranks, layer_macs
 
 SHAPES = [(64, 48), (48, 40), (40, 10)]  # tests.test_rank_select.mlp()'s layers
