@@ -84,6 +84,7 @@ def test_low_rank_layers_keep_their_factor_shapes(low_rank, tmp_path: Path) -> N
         assert rows[name]["shapes"] == {"A": [m.rank, m.in_features], "B": [m.out_features, m.rank]}
 
 
+@pytest.mark.slow  # a second interpreter: 3-4 s of imports
 def test_a_fresh_process_predicts_the_same(low_rank, images: torch.Tensor, tmp_path: Path) -> None:
     model = dynamic_int8(fold_pools(low_rank))
     save_compressed(tmp_path / "m", model)

@@ -36,12 +36,14 @@ def net(full_size_nets) -> Net:
     return full_size_nets["spatial"]
 
 
+@pytest.mark.slow  # the full-size network
 def test_parameter_count_and_shapes(net: Net) -> None:
     assert sum(p.numel() for p in net.parameters()) == 21_257_026
     assert {k: tuple(v.shape) for k, v in net.named_parameters()} == EXPECTED_SHAPES
 
 
-def test_forward_shapes_and_pooling(net: Net) -> None:
+def test_forward_shapes_and_pooling() -> None:
+    net = build_model(0, widths=SMALL_WIDTHS)  # the trunk and its flatten are the full-size network's
     x = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
     assert net.features(net.normalize(x)).shape == (3, 3072)
     assert net(x).shape == (3, 10)
@@ -85,6 +87,7 @@ def test_conv_padding_is_same() -> None:
     assert y.shape[-2:] == (32, 32)
 
 
+@pytest.mark.slow  # the full-size network
 def test_haiku_init_statistics(net: Net) -> None:
     for name, p in net.named_parameters():
         if name.endswith("bias"):
