@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from tests.helpers import ROOT
-from torch_impl import LowRankConfig, LowRankLinear, factorize_, load_compressed, report_table, save_compressed
+from torch_impl import LowRankConfig, LowRankLinear, by_name, factorize_, load_compressed, report_table, save_compressed
 from torch_impl.artifact import MANIFEST
 
 # Full rank through two float32 factors against the dense layer: round-off of an SVD of a
@@ -96,7 +96,7 @@ def test_a_rank_that_saves_nothing_keeps_the_layer_dense_and_says_why() -> None:
 
 def test_filter_fn_and_the_rules_choose_the_layers_and_ranks() -> None:
     model = seeded(MyMLP)
-    report = factorize_(model, LowRankConfig(energy=0.5), filter_fn=lambda m, name: name != "head")
+    report = factorize_(model, LowRankConfig(energy=0.5), filter_fn=by_name("fc*"))
     rows = {r.name: r for r in report}
     assert rows["head"].kept == "left out by filter_fn" and isinstance(model.fc1, LowRankLinear)
     budget = seeded(MyMLP)
@@ -121,7 +121,8 @@ def test_data_aware_factors_fit_the_calibration_inputs_at_least_as_well() -> Non
     x = torch.randn(512, 64, generator=torch.Generator().manual_seed(2))
     dense, plain, aware = seeded(MyMLP), seeded(MyMLP), seeded(MyMLP)
     factorize_(plain, LowRankConfig(ranks={"head": 3}))
-    factorize_(aware, LowRankConfig(ranks={"head": 3}), calibration=x)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(len(x))), batch_size=128)
+    factorize_(aware, LowRankConfig(ranks={"head": 3}), calibration=loader)  # a loader's batches, as one
     with torch.no_grad():
         want = dense(x)
         plain_err, aware_err = ((m(x) - want).pow(2).mean().item() for m in (plain, aware))

@@ -11,7 +11,7 @@ On any ``nn.Module`` (docs: README, "On your own model")::
 """
 
 from torch_impl.artifact import load_compressed, save_compressed
-from torch_impl.factorize import LowRankConfig, compress_model, factorize_, linear_layers, report_table
+from torch_impl.factorize import LowRankConfig, by_name, compress_model, factorize_, linear_layers, report_table
 from torch_impl.lowrank import LayerReport, LowRankLinear, break_even_rank, rank_from_fraction
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "LowRankConfig",
     "LowRankLinear",
     "break_even_rank",
+    "by_name",
     "compress_model",
     "factorize_",
     "linear_layers",

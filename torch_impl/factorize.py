@@ -33,7 +33,8 @@ every name by the same ``LowRankLinear``, so its weights stay shared.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import fnmatch
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -52,6 +53,7 @@ from torch_impl.lowrank import (
 from torch_impl.rank_select import DEFAULT_MULTIPLE, LayerCost, LayerSpectrum, budget_ranks, energy_ranks
 
 FilterFn = Callable[[nn.Module, str], bool]
+Calibration = torch.Tensor | Iterable  # a batch of inputs, or batches (tensors or (inputs, ...) tuples)
 RULES = ("rank_fraction", "energy", "mac_budget", "time_budget", "ranks")
 
 
@@ -87,6 +89,22 @@ class LowRankConfig:
     @property
     def rule(self) -> str:
         return next(r for r in RULES if getattr(self, r) is not None)
+
+
+def by_name(*patterns: str) -> FilterFn:
+    """A ``filter_fn`` choosing the layers whose name matches any of ``patterns`` (``fnmatch``:
+    ``by_name("encoder.*.mlp.*", "classifier.0")``)."""
+    return lambda module, name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def calibration_inputs(calibration: Calibration | None) -> torch.Tensor | None:
+    """One batch from a tensor, or from a loader's batches (the first item of each tuple)."""
+    if calibration is None or isinstance(calibration, torch.Tensor):
+        return calibration
+    batches = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
+    if not batches:
+        raise ValueError("the calibration loader gave no batches")
+    return torch.cat(batches)
 
 
 def linear_layers(model: nn.Module, filter_fn: FilterFn | None = None
@@ -140,10 +158,12 @@ def _dense_row(name: str, m: nn.Linear, why: str) -> LayerReport:
 
 
 def factorize_(model: nn.Module, config: LowRankConfig, filter_fn: FilterFn | None = None,
-               svds: dict | None = None, calibration: torch.Tensor | None = None) -> list[LayerReport]:
+               svds: dict | None = None, calibration: Calibration | None = None) -> list[LayerReport]:
     """Replace ``model``'s chosen linear layers by ``LowRankLinear`` in place; one report row per
     linear layer, in module order. ``svds``: ``{name: linear_svd(layer)}`` computed earlier;
-    ``calibration``: inputs of the model's own for data-aware factors (module doc)."""
+    ``calibration``: inputs of the model's own for data-aware factors (module doc), a batch or a
+    loader's batches."""
+    calibration = calibration_inputs(calibration)
     layers, skipped = linear_layers(model, filter_fn)
     svds, spectra = dict(svds or {}), None
     if config.rule in ("energy", "mac_budget", "time_budget"):  # these rules read every candidate's spectrum
