@@ -258,10 +258,15 @@ def _check_claims(module_spec_: dict[str, Any], shapes: dict[str, tuple[int, ...
     meta device (no memory), its tensors are counted before anything is allocated."""
     try:
         with torch.device("meta"):
-            claimed = sum(v.numel() for v in build_module(module_spec_).state_dict().values()
-                          if isinstance(v, torch.Tensor))
+            state = {k: v for k, v in build_module(module_spec_).state_dict().items() if isinstance(v, torch.Tensor)}
     except (RuntimeError, NotImplementedError):
         return  # quantized modules cannot be built on the meta device; their sizes are checked on load
+    wrong = sorted(k for k, v in state.items() if k in shapes and tuple(v.shape) != shapes[k])
+    if wrong:
+        raise ValueError(f"{directory / MANIFEST} describes {wrong[0]} as {tuple(state[wrong[0]].shape)}, but "
+                         f"{WEIGHTS} holds {shapes[wrong[0]]} (and {len(wrong) - 1} more); the manifest does not fit "
+                         "its weights (refused before allocating anything)")
+    claimed = sum(v.numel() for v in state.values())
     held = sum(int(torch.Size(s).numel()) for s in shapes.values())
     if claimed > held:
         raise ValueError(f"{directory / MANIFEST} describes modules of {claimed:,} elements but {WEIGHTS} holds "
