@@ -23,10 +23,14 @@ endif
 
 .PHONY: install run run-all test test-fast lint clean
 
+# pip byte-compiles the packages one file at a time (90 s of a 140 s install on 2 cores);
+# compileall does it on every core (30 s). Like pip, it skips files this Python cannot compile
+# (torch ships one written for Python 3.12), so its status is not the install's.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,deploy]"
+	$(PY) -m pip install -q --no-compile -e ".[test,deploy]"
+	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > /dev/null 2>&1 || true
 	touch $@
 
 install: $(VENV)/.installed
