@@ -133,7 +133,7 @@ def _names_of(model: nn.Module) -> dict[int, list[str]]:
     return names
 
 
-def _choose_ranks(layers: dict[str, nn.Linear], config: LowRankConfig, svds: dict,
+def _choose_ranks(model: nn.Module, layers: dict[str, nn.Linear], config: LowRankConfig, svds: dict,
                   spectra: list[LayerSpectrum] | None = None) -> dict[str, int | None]:
     if config.rank_fraction is not None:
         return {n: rank_from_fraction(config.rank_fraction, m.in_features, m.out_features) for n, m in layers.items()}
@@ -144,11 +144,11 @@ def _choose_ranks(layers: dict[str, nn.Linear], config: LowRankConfig, svds: dic
         return {n: config.ranks.get(n) for n in layers}
     spectra = spectra or [LayerSpectrum(n, m.in_features, m.out_features, svds[n][1]) for n, m in layers.items()]
     if config.energy is not None:
-        return energy_ranks(nn.Module(), config.energy, config.multiple, layer_spectra=spectra)
+        return energy_ranks(model, config.energy, config.multiple, layer_spectra=spectra)
     if config.time_budget is not None:
-        return budget_ranks(nn.Module(), config.time_budget, config.multiple, layer_spectra=spectra, cost=config.cost,
+        return budget_ranks(model, config.time_budget, config.multiple, layer_spectra=spectra, cost=config.cost,
                             unit="s per example")
-    return budget_ranks(nn.Module(), config.mac_budget, config.multiple, layer_spectra=spectra)
+    return budget_ranks(model, config.mac_budget, config.multiple, layer_spectra=spectra)
 
 
 def _dense_row(name: str, m: nn.Linear, why: str) -> LayerReport:
@@ -171,7 +171,7 @@ def factorize_(model: nn.Module, config: LowRankConfig, filter_fn: FilterFn | No
             spectra = [output_spectrum(model, n, calibration) for n in layers]
         else:
             svds.update({n: linear_svd(m) for n, m in layers.items() if n not in svds})
-    ranks = _choose_ranks(layers, config, svds, spectra)
+    ranks = _choose_ranks(model, layers, config, svds, spectra)
     names = _names_of(model)
     rows = {n: _dense_row(n, model.get_submodule(n), why) for n, why in skipped.items()}
     for name, m in layers.items():

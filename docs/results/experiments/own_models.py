@@ -28,8 +28,8 @@ PROTOCOL = TimingProtocol(target=0.03, min_rounds=5, max_rounds=40, time_cap_s=1
 
 print(f"{device_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
 print("| network | factorized / kept dense (why) | params before -> after | MACs before -> after | "
-      "time vs original [95%] | A/A control [95%] | save/load identical | ONNX export |")
-print("|---|---|---|---|---|---|---|---|")
+      "time vs original [95%] | A/A control [95%] | timing stopped by | save/load identical | ONNX export |")
+print("|---|---|---|---|---|---|---|---|---|")
 for name, (build, shape) in NETWORKS.items():
     original = seeded(build)
     model = copy.deepcopy(original)
@@ -49,5 +49,6 @@ for name, (build, shape) in NETWORKS.items():
           + f" | {sum(x_.params_before for x_ in report):,} -> {sum(x_.params_after for x_ in report):,}"
           f" | {sum(x_.macs_before for x_ in report):,} -> {sum(x_.macs_after for x_ in report):,}"
           f" | {r['ratio']:.3f}x [{r['lo']:.3f}, {r['hi']:.3f}] at batch {len(x)}, {t['rounds']['rounds']} rounds"
-          f" | {aa['ratio']:.3f}x [{aa['lo']:.3f}, {aa['hi']:.3f}] | {same} | factors kept "
+          f" | {aa['ratio']:.3f}x [{aa['lo']:.3f}, {aa['hi']:.3f}]{' (A/A WARNING)' if t['aa_warning'] else ''}"
+          f" | {t['rounds']['stopped_by']} | {same} | factors kept "
           f"{check['factor_shapes_kept']}, max diff {check['max_abs_output_diff']:.1e} |", flush=True)
