@@ -3,7 +3,9 @@
 ``make test-fast`` (every test not marked ``slow``) is the loop a change is developed in, and it
 must stay under 90 s on a 2-core machine; one slow test in it costs every run. Such a test gets
 faster (the small network, ``torch_impl.model.SMALL_WIDTHS``) or is marked ``@pytest.mark.slow``
-(``make test`` still runs it). ``FAST_LANE_LIMIT_S`` may be raised on a slower machine.
+(``make test`` still runs it). The guard acts when slow tests are deselected (``-m "not slow"``,
+as ``make test-fast`` runs), never in the full suite. ``FAST_LANE_LIMIT_S`` may be raised on a
+slower machine.
 
 JAX compiles each eager operation at its first use in a process (5 s for Haiku's first init
 here), a cost of the process rather than of whichever test comes first: when the collected
@@ -34,7 +36,10 @@ def over_the_limit(report: pytest.TestReport, slow: bool, limit_s: float = FAST_
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    if message := over_the_limit(report, "slow" in item.keywords):
+    # Only in the fast lane itself (-m "not slow"): there a long test costs every run; in the full
+    # suite (CI) a noisy machine must not turn a passing test into a failure.
+    fast_lane = "not slow" in (item.config.getoption("markexpr") or "")
+    if fast_lane and (message := over_the_limit(report, "slow" in item.keywords)):
         report.outcome = "failed"
         report.longrepr = message
 

@@ -45,7 +45,8 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return learnable_images(3, seed=2)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
+# The ONNX exporter's first use in a process compiles and imports for 3-6 s: the slow lane.
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torch-export"])
 def test_export_keeps_factors_and_matches_eager(low_rank, data, tmp_path: Path, fmt: str) -> None:
     path = export_model(low_rank, tmp_path / f"m.{fmt}", fmt)
     report = check_export(low_rank, path, fmt, *data)
