@@ -248,6 +248,21 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
     return perm[n_val:], perm[:n_val]
 
 
+def split_record(n: int, val_fraction: float, seed: int, train_limit: int | None = None) -> dict:
+    """What a run trained on, in a form another run can check: the split's arguments and a
+    hash of the held-out (validation) indices, so a changed split function is caught too."""
+    _, val = split_train_val(n, val_fraction, seed)
+    digest = hashlib.sha256(np.sort(val).astype("<i8").tobytes()).hexdigest()
+    return {"seed": seed, "val_fraction": val_fraction, "n_images": n, "train_limit": train_limit,
+            "n_val": len(val), "held_out_sha256": digest}
+
+
+def trained_indices(record: dict) -> np.ndarray:
+    """The training-image indices a run with this ``split_record`` may have trained on."""
+    tr, _ = split_train_val(record["n_images"], record["val_fraction"], record["seed"])
+    return tr[: record["train_limit"]] if record.get("train_limit") else tr
+
+
 class CIFAR10DataModule(L.LightningDataModule):
     """CIFAR-10 train/val/test loaders over uint8 NHWC tensors (the model normalizes)."""
 
@@ -271,6 +286,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self._splits is None:
             hp = self.hparams
             arr = load_cifar10(hp.data_dir, hp.cache_dir, hp.download)
+            self._n_images = len(arr.train_labels)
             tr, va = split_train_val(len(arr.train_labels), hp.val_fraction, hp.split_seed)
             tr = tr[: hp.train_limit] if hp.train_limit else tr
             te = np.arange(len(arr.test_labels))
@@ -282,6 +298,12 @@ class CIFAR10DataModule(L.LightningDataModule):
                 "test": (arr.test_images[te], arr.test_labels[te]),
             }
         return self._splits
+
+    def split_record(self) -> dict:
+        """``split_record`` of this module's training/validation split (``model.pt`` keeps it)."""
+        hp = self.hparams
+        self.numpy_splits()
+        return split_record(self._n_images, hp.val_fraction, hp.split_seed, hp.train_limit)
 
     def setup(self, stage: str | None = None) -> None:
         self.numpy_splits()

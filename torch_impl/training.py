@@ -167,6 +167,7 @@ def run_training(cfg: TrainConfig, resume: bool = False,
         "n_train": len(dm.numpy_splits()["train"][1]),
         "n_test": len(dm.numpy_splits()["test"][1]),
         "config": asdict(cfg),
+        "split": dm.split_record(),  # the comparison checks its validation images against it
         "provenance": {**source, "device": device_name(trainer.strategy.root_device)},
     }
     if trainer.is_global_zero:
