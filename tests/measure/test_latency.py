@@ -17,7 +17,7 @@ from torch_impl.factorize import compress_model
 from torch_impl.measure import latency
 from torch_impl.measure.latency import LatencyStats, TimingProtocol, aa_check, time_interleaved, torch_calls
 from torch_impl.measure.roofline import Roofline, measure_roofline, roofline_fraction, weight_bytes_read
-from torch_impl.measure.round_journal import RoundJournal
+from torch_impl.measure.round_journal import PROTOCOL_VERSION, RoundJournal
 from torch_impl.measure.stats import ratio_interval, relative_halfwidth
 
 # One step of the drift below moves the speed by at most 0.5/12/1.0 = 4% between adjacent
@@ -270,7 +270,7 @@ def test_racing_stops_timing_what_is_settled_and_keeps_lists_as_prefixes(monkeyp
     slower than dense and less accurate on validation is retired as off the front; the control
     (no accuracy given) retires only by its interval."""
     rng = np.random.default_rng(0)
-    noise = {"dense": 0.01, "quiet": 0.01, "noisy": 0.12, "slow": 0.15, "copy": 0.01}
+    noise = {"dense": 0.002, "quiet": 0.002, "noisy": 0.05, "slow": 0.15, "copy": 0.002}
 
     def fake(call, batch_size):
         name = call.key[0]
@@ -279,7 +279,7 @@ def test_racing_stops_timing_what_is_settled_and_keeps_lists_as_prefixes(monkeyp
     monkeypatch.setattr(latency, "_time_one", fake)
     accuracy = {"dense": 0.70, "quiet": 0.69, "noisy": 0.60, "slow": 0.50}
     out = time_interleaved(calls_for(list(noise)), "dense",
-                           protocol=TimingProtocol(target=0.03, min_rounds=5, max_rounds=80),
+                           protocol=TimingProtocol(target=0.03, min_rounds=5, max_rounds=150),
                            progress=False, race=True, accuracy=accuracy, labels={"dense": "the dense model"})
     assert out.stopped_by == "target" and out.warning() is None
     assert 0 < out.worst_halfwidth <= 0.03  # over the models timed to the target, not the ones left
@@ -304,13 +304,13 @@ def test_without_racing_every_model_is_timed_every_round(monkeypatch) -> None:
 
 
 def test_a_resumed_race_keeps_the_retired_models_retired(monkeypatch, tmp_path) -> None:
-    synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.01)
+    synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.002)
     journal = RoundJournal(tmp_path / "rounds.jsonl", ["dense", "quiet", "noisy"], [100, 1])
     first = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense",
                              protocol=TimingProtocol(min_rounds=5, max_rounds=5),
                              progress=False, journal=journal, race=True)
     assert first.rounds == 5 and len(journal.read()) == 5
-    log = synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.01)
+    log = synthetic(monkeypatch, {"dense": 1.0, "quiet": 0.5, "noisy": 0.3}, noise=0.002)
     again = time_interleaved(calls_for(["dense", "quiet", "noisy"]), "dense",
                              protocol=TimingProtocol(min_rounds=5, max_rounds=9),
                              progress=False, journal=journal, race=True)
@@ -323,9 +323,15 @@ def test_rounds_of_another_protocol_are_never_merged(tmp_path) -> None:
     journal.start([{"seconds": {"a": {100: 0.5}}, "paired": {"a": {100: 1.0}}, "reference": {100: [1.0]}}])
     assert len(journal.read()) == 1
     header, *rest = journal.path.read_text().splitlines()
-    old = json.loads(header) | {"protocol": "paired-with-reference"}  # an older version's tag
-    journal.path.write_text("\n".join([json.dumps(old), *rest]) + "\n")
-    assert journal.read() == []
+    for old in (json.loads(header) | {"version": 2},  # another version's rounds
+                {k: v for k, v in json.loads(header).items() if k != "version"}):  # from before versions
+        journal.path.write_text("\n".join([json.dumps(old), *rest]) + "\n")
+        fresh = RoundJournal(journal.path, ["dense", "a"], [100])
+        assert fresh.read() == [] and "1 round(s) kept" in fresh.refused
+        assert f"this run times version {PROTOCOL_VERSION}" in fresh.refused
+    journal.path.write_text("\n".join([header, *rest]) + "\n")
+    other = RoundJournal(journal.path, ["dense", "b"], [100])
+    assert other.read() == [] and "other models" in other.refused
 
 
 def test_a_model_whose_kept_rounds_stopped_early_is_not_timed_again(monkeypatch, tmp_path) -> None:

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,7 +68,7 @@ def test_sweep_rows_files_and_plots(data, tmp_path: Path) -> None:
     assert rows[5]["total_macs"] == dense["total_macs"] == 3072 * 10  # reconstructed costs dense MACs
     assert rows[5]["weight_bytes_read"] == dense["weight_bytes_read"]  # it reads a dense product
     assert dense["latency_ratio_b40"] == 1.0 and all(r["latency_ratio_b40"] > 0 for r in rows)
-    assert all(r["latency_ratio_lo_b1"] <= r["latency_ratio_b1"] <= r["latency_ratio_hi_b1"] for r in rows[1:])
+    assert all(np.isnan(r["latency_ratio_lo_b1"]) for r in rows[1:])  # two rounds: too few for an interval
     assert all(0 < r["roofline_fraction_b40"] for r in rows)
     assert timing["rounds"]["rounds"] == 2 and timing["aa_control"]["batch_size"] == 40
     assert rows[3]["method"] == "factorized f=0.5" and rows[3]["family"] == "factorized" and rows[0]["bytes"] > 0

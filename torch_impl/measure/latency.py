@@ -15,8 +15,8 @@ The rules, each with the measurement that set it (the runs: ``docs/results/exper
   (``relayout``; Stabilizer, Curtsinger & Berger 2013), so that where weights sit in memory
   varies between rounds instead of biasing a whole run (a fixed placement read a deep copy of
   dense at 1.018-1.020x, intervals narrowing around the offset).
-- **Stopping.** Rounds continue until every ratio's 95% bootstrap interval
-  (``stats.ratio_interval``) is within +-``target`` at the first batch size, or the round or
+- **Stopping.** Rounds continue until every ratio's 95% interval (``stats.ratio_interval``, at a
+  level that keeps its coverage under this rule) is within +-``target`` at the first batch size, or the round or
   time cap of the ``TimingProtocol``, which is reported.
 - **Racing** (optional): after ``min_rounds`` a model stops being timed once its interval is
   within the target, or once a model at least as accurate on validation is faster even at the
@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from torch_impl.inference import INFERENCE_METHOD, MLP_CHUNK, inference_chunk, predict
 from torch_impl.measure.round_journal import RoundJournal
-from torch_impl.measure.stats import fmt_interval, ratio_interval, relative_halfwidth
+from torch_impl.measure.stats import MIN_INTERVAL_ROUNDS, RATIO_LEVEL, fmt_interval, ratio_interval, relative_halfwidth
 
 DEFAULT_BATCH_SIZES = (10_000, 1)
 TARGET_HALFWIDTH = 0.03  # the ratio's 95% interval: +-3% at the first batch size
@@ -58,7 +58,8 @@ PROTOCOL = (f"interleaved rounds (before each round every model's tensors move t
             f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
             "with racing, a model stops being timed once its interval is within the target or it is clearly "
             "off the front; per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
-            "rounds' ratios of adjacent calls, 95% percentile-bootstrap interval over rounds")
+            "rounds' ratios of adjacent calls; 95% interval over rounds: Tukey-McLaughlin trimmed-t at the "
+            f"{RATIO_LEVEL:.0%} level, which covers >= 95% with the stopping rule; none below {MIN_INTERVAL_ROUNDS} rounds")
 
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 
@@ -310,7 +311,7 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
     def intervals() -> dict[str, tuple[float, float, float]]:
         out = {reference: (1.0, 1.0, 1.0)}
         for n in others:
-            out[n] = (ratio_interval(times[n, big], paired[n, big], seed=seed) if times[n, big]
+            out[n] = (ratio_interval(times[n, big], paired[n, big]) if times[n, big]
                       else (float("nan"),) * 3)
         return out
 
@@ -330,6 +331,8 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
         return max((relative_halfwidth(*found[n]) for n in active), default=0.0)
 
     earlier = journal.read()[:max_rounds - 1] if journal is not None else []
+    if journal is not None and journal.refused:
+        print(f"{journal.refused}; starting anew")
     for r in earlier:
         keep(r)
     if journal is not None:
@@ -385,7 +388,7 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
             per_ex = [t / b * 1e6 for t in times[name, b]]
             q = statistics.quantiles(per_ex, n=4) if len(per_ex) >= 2 else [per_ex[0]] * 3
             r = ((1.0, 1.0, 1.0) if name == reference
-                 else ratio_interval(times[name, b], paired[name, b], seed=seed))
+                 else ratio_interval(times[name, b], paired[name, b]))
             n_rounds = rounds if name == reference else len(times[name, b])
             stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, n_rounds)
     raw = {name: {b: times[name, b] for b in batch_sizes} for name in calls}
@@ -395,7 +398,13 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
 
 
 def aa_check(stats: dict[int, LatencyStats]) -> str | None:
-    """A loud message when an A/A control's ratio interval excludes 1.0 at any batch size."""
+    """A loud message when an A/A control's ratio interval excludes 1.0 at any batch size, or
+    when too few rounds were timed to tell."""
+    few = [s.batch_size for s in stats.values() if np.isnan(s.ratio_lo)]
+    if few:
+        return (f"WARNING: too few rounds ({min(s.rounds for s in stats.values())}, an interval needs "
+                f"{MIN_INTERVAL_ROUNDS}) to check the A/A control at batch {', '.join(map(str, few))}: this run's "
+                "timing noise is unknown; rerun with more rounds (--max-rounds, --time-cap)")
     bad = [s for s in stats.values() if not s.ratio_lo <= 1.0 <= s.ratio_hi]
     if not bad:
         return None

@@ -9,7 +9,8 @@ whose first line names the models and batch sizes; a rerun with the same ones re
 rounds back and goes on, anything else starts the file anew. A line cut short by a kill is
 the last one and is dropped.
 
-Shapes: header ``{"models": [name, ...], "batch_sizes": [B, ...], "protocol": PROTOCOL}``; each
+Shapes: header ``{"models": [name, ...], "batch_sizes": [B, ...], "protocol": PROTOCOL,
+"version": PROTOCOL_VERSION}``; each
 round ``{"seconds": {name: {B: s}}, "paired": {name: {B: s}}, "reference": {B: [s, ...]}}``:
 every model but the reference, its call's seconds and those of the reference's call beside
 it; the reference's calls in the order made.
@@ -22,8 +23,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Rounds timed another way (an older version's layout or protocol) are never merged: bump this
-# whenever what one round measures changes.
+# Rounds timed another way (an older version's layout or protocol) are never merged: bump the
+# version whenever what one round measures changes (v1 paired with the reference; v2 sliced
+# pairs; v3 relayout before each round and racing; v4 the v3 rounds, the version in the header).
+PROTOCOL_VERSION = 4
 PROTOCOL = "paired-with-reference; sliced pairs; relayout; racing"
 
 Round = dict[str, Any]  # one round's record, batch sizes as ints (see the module's doc)
@@ -36,7 +39,9 @@ def _int_keys(per_b: dict) -> dict[int, Any]:
 class RoundJournal:
     def __init__(self, path: str | os.PathLike, models: list[str], batch_sizes: list[int]) -> None:
         self.path = Path(path)
-        self.header = {"models": list(models), "batch_sizes": [int(b) for b in batch_sizes], "protocol": PROTOCOL}
+        self.header = {"models": list(models), "batch_sizes": [int(b) for b in batch_sizes], "protocol": PROTOCOL,
+                       "version": PROTOCOL_VERSION}
+        self.refused: str | None = None  # why ``read`` found rounds it would not use
 
     def read(self) -> list[Round]:
         """The finished rounds of an earlier run with the same models and batch sizes, else none."""
@@ -44,9 +49,13 @@ class RoundJournal:
             return []
         lines = self.path.read_text().splitlines()
         try:
-            if not lines or json.loads(lines[0]) != self.header:
-                return []
+            header = json.loads(lines[0]) if lines else {}
         except ValueError:
+            header = {}
+        if header != self.header:
+            if len(lines) > 1:
+                self.refused = (f"{len(lines) - 1} round(s) kept in {self.path} are not used: "
+                                + self._difference(header if isinstance(header, dict) else {}))
             return []
         rounds = []
         for line in lines[1:]:
@@ -58,6 +67,12 @@ class RoundJournal:
             except (ValueError, KeyError, TypeError, AttributeError):
                 break  # the line a kill cut short
         return rounds
+
+    def _difference(self, header: dict) -> str:
+        if header.get("version") != PROTOCOL_VERSION or header.get("protocol") != PROTOCOL:
+            return (f"timed under protocol version {header.get('version', 'unversioned (before 4)')}, "
+                    f"this run times version {PROTOCOL_VERSION}")
+        return "they time other models or batch sizes"
 
     def start(self, rounds: list[Round]) -> None:
         """Begin writing: keep ``rounds`` (those ``read`` returned and the run uses), or start anew."""

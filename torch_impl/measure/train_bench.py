@@ -6,7 +6,7 @@ no checkpoints or validation: those cost the same for every way and happen every
 steps); a way's figure for the block is the median time of its steps after ``warmup``
 steps (torch.compile compiles during the first). Blocks are the independent units: the ratio
 of a way to the first one (the baseline) is the trimmed geometric mean over blocks with a
-bootstrap interval (``stats.ratio_interval``), and the baseline runs twice per block, the
+interval (``stats.ratio_interval``), and the baseline runs twice per block, the
 second time under another name (the A/A control: its ratio should read 1.0).
 
 The time of one step is measured between the starts of consecutive batches
