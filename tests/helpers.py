@@ -36,3 +36,12 @@ def script_parser(name: str) -> argparse.ArgumentParser:
     finally:
         argparse.ArgumentParser.parse_args = real
     raise AssertionError(f"scripts/{name}.py's parse_args built no parser")
+
+
+def save_trained(path: Path, model, n_images: int, val_fraction: float = 0.1) -> Path:
+    """``model`` saved as ``scripts/train.py`` saves it, recording a training split over ``n_images``
+    training images (the comparison checks its validation images against it)."""
+    from torch_impl.checkpoint import save_model
+    from torch_impl.data import split_record
+
+    return save_model(path, model, meta={"metrics": {"split": split_record(n_images, val_fraction, 0)}})

@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from tests.conftest import write_image_folder
-from torch_impl.checkpoint import load_model
-from torch_impl.data import EpochSampler
+from torch_impl.checkpoint import check_held_out, load_model
+from torch_impl.data import EpochSampler, split_record
 from torch_impl.model import HIDDEN_WIDTHS, SMALL_WIDTHS
 from torch_impl.training import TrainConfig, config_from_preset, run_training
 
@@ -50,6 +50,8 @@ def test_short_run_learns_and_writes_results(tmp_path: Path) -> None:
     assert saved["config"]["batch_size"] == 32
     net, meta = load_model(tmp_path / "run" / "model.pt")
     assert meta["metrics"]["steps"] == 40
+    assert meta["metrics"]["split"] == split_record(200, 0.1, 0)  # 20 per class; the comparison checks it
+    assert check_held_out("model.pt", meta, split_record(200, 0.1, 0)) == "recorded"
     images = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
     assert net(images).shape == (2, 10)
 

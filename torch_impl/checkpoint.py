@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from torch_impl.artifact import MANIFEST, load_compressed
+from torch_impl.data import split_record, split_train_val, trained_indices
 from torch_impl.files import atomic_path
 from torch_impl.model import Net, pooling_of, widths_of
 
@@ -66,7 +67,8 @@ def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
         state, meta = blob["state_dict"], blob.get("meta", {})
     elif isinstance(blob, dict) and "state_dict" in blob and "pytorch-lightning_version" in blob:
         state = {k[len("model."):]: v for k, v in blob["state_dict"].items() if k.startswith("model.")}
-        meta = {"global_step": blob.get("global_step"), "hyper_parameters": blob.get("hyper_parameters")}
+        meta = {"global_step": blob.get("global_step"), "hyper_parameters": blob.get("hyper_parameters"),
+                "datamodule_hyper_parameters": blob.get("datamodule_hyper_parameters")}
     else:
         raise ValueError(f"{path} is neither a model.pt from scripts/train.py nor a Lightning checkpoint")
     try:
@@ -75,3 +77,43 @@ def load_model(path: str | Path) -> tuple[Net, dict[str, Any]]:
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"{path} does not hold this project's network: {err}") from None
     return net.eval(), meta
+
+
+def _training_split(meta: dict[str, Any], n_images: int) -> tuple[dict[str, Any] | None, str]:
+    """The split a checkpoint trained with, and how it is known: "recorded" (``model.pt``'s
+    ``split``), "derived" (from the training config of a model.pt or Lightning checkpoint that
+    predates the record; the split seed was always 0), or (None, "unknown")."""
+    metrics = meta.get("metrics") or {}
+    if metrics.get("split"):
+        return metrics["split"], "recorded"
+    cfg = metrics.get("config") or meta.get("datamodule_hyper_parameters") or {}
+    if "val_fraction" in cfg:
+        return split_record(n_images, cfg["val_fraction"], cfg.get("split_seed", 0), cfg.get("train_limit")), "derived"
+    return None, "unknown"
+
+
+def check_held_out(path: str | Path, meta: dict[str, Any], validation: dict[str, Any],
+                   assume: bool = False) -> str:
+    """How the checkpoint at ``path`` is known never to have trained on ``validation``'s images
+    (a ``data.split_record``): "recorded", "derived" or, with ``assume``, "assumed". Raises a
+    one-line ``ValueError`` when it trained on any of them or when nothing says."""
+    trained, how = _training_split(meta, validation["n_images"])
+    if trained is None:
+        if assume:
+            return "assumed"
+        raise ValueError(f"{path} records no training split, so its validation images may have been trained on; "
+                         "retrain with scripts/train.py (its model.pt records the split), or pass --assume-held-out")
+    if trained["n_images"] != validation["n_images"]:
+        raise ValueError(f"{path} was trained on a dataset of {trained['n_images']:,} training images, this run "
+                         f"reads {validation['n_images']:,}: pass the --data-dir it was trained on")
+    again = split_record(trained["n_images"], trained["val_fraction"], trained["seed"], trained.get("train_limit"))
+    if again["held_out_sha256"] != trained["held_out_sha256"]:
+        raise ValueError(f"{path} records a split this version cannot reproduce (held-out hash differs); retrain it "
+                         "with this version's scripts/train.py")
+    held_out = split_train_val(validation["n_images"], validation["val_fraction"], validation["seed"])[1]
+    overlap = len(set(trained_indices(trained).tolist()) & set(held_out.tolist()))
+    if overlap:
+        raise ValueError(f"{path} was trained on {overlap:,} of this run's {len(held_out):,} validation images "
+                         f"(trained with --val-fraction {trained['val_fraction']}, split seed {trained['seed']}); "
+                         "choices made on them would be biased: retrain with the default --val-fraction 0.1")
+    return how

@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
-from tests.helpers import ROOT, load_script
-from torch_impl.checkpoint import save_model
+from tests.helpers import ROOT, load_script, save_trained
 from torch_impl.compare.points import CONFIG_FILE, FAILED_FILE, POINT_FILE, ROUNDS_FILE, Points, point_name
 from torch_impl.compare.recipes import Recipe, default_recipes
 from torch_impl.compare.run import make_context, run_comparison, select_recipes
@@ -44,7 +43,7 @@ def accuracies(out: Path) -> dict[str, tuple[float, float]]:
 @pytest.mark.slow
 def test_sigkill_in_the_middle_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, capsys) -> None:
     root = write_image_folder(tmp_path / "cifar", n_train=8, n_test=2)
-    ckpt = save_model(tmp_path / "model.pt", build_model(42, widths=SMALL_WIDTHS).eval())
+    ckpt = save_trained(tmp_path / "model.pt", build_model(42, widths=SMALL_WIDTHS).eval(), n_images=80)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "killed"
     run = subprocess.Popen(compare(root, ckpt, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

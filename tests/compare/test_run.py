@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import write_image_folder
-from tests.helpers import load_script
+from tests.helpers import load_script, save_trained
 from torch_impl.artifact import load_compressed, logits_fingerprint
-from torch_impl.checkpoint import save_model
 from torch_impl.compare import run as compare_run
 from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.recipes import default_recipes
@@ -43,7 +42,7 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
                         real_accuracy(m, images, labels))
     recipes = select_recipes(default_recipes(CompareConfig(finetune_steps=2)), RECIPES)
     rows, timing = run_comparison(recipes, ctx, splits["val"], splits["test"], progress=False,
-                                  protocol=TimingProtocol(min_rounds=2, max_rounds=2),
+                                  protocol=TimingProtocol(min_rounds=3, max_rounds=3),
                                   models_dir=tmp_path / "out" / "models", save="all")
     assert scored_on and all(images is splits["val"][0] for images in scored_on)  # before-fine-tune score
     results = [Result.from_row(r) for r in rows]
@@ -59,7 +58,7 @@ def test_comparison_scores_validation_then_test_and_times_everything(tmp_path: P
         assert 0 < r.get("test_mcnemar_p") <= 1 and r.get("val_diff") is not None
     int8 = results[-1]
     assert int8.params == results[0].params and int8.bytes < results[0].bytes / 3  # one byte per weight
-    assert timing["rounds"]["rounds"] == 2 and "interval" in timing["aa_control"]
+    assert timing["rounds"]["rounds"] == 3 and "interval" in timing["aa_control"]
     meta = {"batch_sizes": [n_test, 1], "checkpoint": "x", "timing": timing,
             "provenance": {"command": "test", "git_commit": "abc", "device": "cpu", "torch_threads": 2}}
     paths = write_outputs(rows, tmp_path / "out", meta)
@@ -103,7 +102,7 @@ def test_list_prints_every_recipe_and_marks_the_default_set(capsys) -> None:
 def test_compare_script_rejects_a_fold_budget_below_the_cheapest_mlp(image_tree: Path, cache_dir: Path,
                                                                       tmp_path: Path) -> None:
     """Checked before any recipe runs: the budget rule would otherwise fail half an hour in."""
-    ckpt = save_model(tmp_path / "model.pt", build_model(0, widths=SMALL_WIDTHS))
+    ckpt = save_trained(tmp_path / "model.pt", build_model(0, widths=SMALL_WIDTHS), n_images=60)
     args = ["--checkpoint", str(ckpt), "--data-dir", str(image_tree), "--cache-dir", str(cache_dir),
             "--out-dir", str(tmp_path / "out"), "--fold-budget", "5"]
     with pytest.raises(SystemExit, match=r"--fold-budget 5 is below the cheapest MLP .* \(28,736 MACs"):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from torch_impl.checkpoint import load_model
+from torch_impl.checkpoint import check_held_out, load_model
 from torch_impl.cli.flags import (
     add_checkpoint_arg,
     add_data_args,
@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which models to keep in <out-dir>/models/ (safetensors + manifest.json; load them with "
                         "torch_impl.artifact.load_compressed): the Pareto front (default), all, or none")
     add_data_args(p)
+    p.add_argument("--assume-held-out", action="store_true",
+                   help="use a checkpoint that records no training split, assuming it never trained on the "
+                        "validation images (the report says so)")
     add_timing_args(p, time_cap_s=1800)
     add_overwrite_arg(p, "rebuild every recipe's model instead of loading those an earlier run finished "
                          "(needed after a retrain: points of another checkpoint are refused)")
@@ -118,11 +121,13 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             paths = rewrite_outputs(out_dir)
             print("\n".join(f"{k}: {v}" for k, v in paths.items()))
             return []
-        dense, _ = load_model(args.checkpoint)
+        dense, dense_meta = load_model(args.checkpoint)
         dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
         splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
         if not len(splits["val"][1]):
             raise ValueError("the validation split is empty; every choice is made on it")
+        split = dm.split_record()
+        split["checkpoint"] = check_held_out(args.checkpoint, dense_meta, split, assume=args.assume_held_out)
         if dense.pooling == "spatial":
             check_fold_budget(dense, args.fold_budget)
         else:
@@ -151,7 +156,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
                                   on_row=show, models_dir=out_dir / "models", save=args.save_models, points=points,
                                   protocol=protocol)
     meta = {"checkpoint": args.checkpoint, "n_test": n_test, "n_val": len(splits["val"][1]),
-            "batch_sizes": batch_sizes_for(n_test), "config": config.as_dict(), "timing": timing,
+            "batch_sizes": batch_sizes_for(n_test), "config": config.as_dict(), "timing": timing, "split": split,
             "provenance": origin}
     paths = write_outputs(rows, out_dir, meta)
     (points.root / ROUNDS_FILE).unlink(missing_ok=True)  # the rounds are in compare.json now

@@ -3,12 +3,14 @@
 Nothing here is hard-coded: a claim is only made when the results it needs were measured,
 they are found by what was done to each model (``Result.settings``), never by display
 names or flag values, and the wording follows the measurement and its interval ("faster"
-only when the latency interval lies below 1.0; "indistinguishable from dense" when
-McNemar's test finds no difference). Which row wins is decided on validation accuracy;
+only when the latency interval lies below 1.0; "no detectable difference" only when McNemar's
+p is above 0.05 and the paired interval contains 0, ``text.verdict``). Which row wins is decided on validation accuracy;
 test accuracy is only reported (``pareto_front`` reads no test number).
 """
 
 from __future__ import annotations
+
+import math
 
 from torch_impl.measure.results import Result, control_of, dense_of, find
 from torch_impl.measure.text import diff_text, ratio_text
@@ -82,10 +84,14 @@ def answers(results: list[Result]) -> list[str]:
     if aa := control_of(results):
         sizes = sorted(aa.latency_ratio, reverse=True)
         reads = ", ".join(f"{time_vs_dense(aa, b)} at batch {b:,}" for b in sizes)
-        off = [b for b, (lo, hi) in ((b, aa.ratio_interval(b)) for b in sizes) if not lo <= 1.0 <= hi]
+        few = [b for b in sizes if math.isnan(aa.ratio_interval(b)[0])]
+        off = [b for b, (lo, hi) in ((b, aa.ratio_interval(b)) for b in sizes) if not lo <= 1.0 <= hi and b not in few]
         out.append(f"**The A/A control** (a copy of the dense model, timed as if it were another method) reads "
                    f"{reads} of the dense time: "
-                   + ("every interval contains 1.0, so the intervals below account for this run's noise."
+                   + (f"**too few rounds for an interval at batch {', '.join(f'{b:,}' for b in few)}: this run's "
+                      "timing noise is unknown there; time more rounds before trusting any latency difference.**"
+                      if few else
+                      "every interval contains 1.0, so the intervals below account for this run's noise."
                       if not off else f"**its interval excludes 1.0 at batch {', '.join(f'{b:,}' for b in off)}: "
                       "this run's timing noise there is larger than its intervals say; treat latency differences "
                       "as small as the control's distance from 1.0 as unproven.**"))

@@ -3,7 +3,8 @@
     A  at most 0.5 pp below dense at no more than 0.20x dense latency (batch 10,000)
     B  at most 1.0 pp below dense at no more than 0.125x (batch 10,000)
     C  at most 1.0 pp below dense at no more than 0.10x dense batch-1 latency
-    D  not significantly below dense (McNemar p > 0.05, or above it) at no more than 0.33x
+    D  no detectable difference below dense (McNemar p > 0.05 and the paired interval contains
+       0; or above dense) at no more than 0.33x
 
 For each, the row is chosen on validation (the most accurate on validation within the latency
 limit, by its measured ratio); whether the line is met is read off that row's test difference
@@ -18,6 +19,7 @@ from typing import Any
 
 from torch_impl.measure.results import Result, candidates
 from torch_impl.measure.stats import SIGNIFICANCE, fmt_interval
+from torch_impl.measure.text import no_worse_than_dense, p_text
 
 # The recipe families added to push the front (recipes.py); the plot draws the front without them too.
 FRONTIER_FAMILIES = ("longer recovery", "nested ranks", "trunk compressed", "low-rank from the start")
@@ -27,7 +29,7 @@ FRONTIER_FAMILIES = ("longer recovery", "nested ranks", "trunk compressed", "low
 class Target:
     name: str
     limit: float  # latency ratio to dense, at most
-    within_pp: float | None  # test accuracy at most this far below dense; None: not significantly below
+    within_pp: float | None  # test accuracy at most this far below dense; None: no detectable difference below
     batch: str = "large"  # "large": the largest batch timed; "small": the smallest
 
 
@@ -38,7 +40,8 @@ TARGETS = (Target("A", 0.20, 0.5), Target("B", 0.125, 1.0), Target("C", 0.10, 1.
 def _met(r: Result, t: Target) -> bool:
     d = r.get("test_diff", 0.0)
     if t.within_pp is None:
-        return d >= 0.0 or r.get("test_mcnemar_p", 1.0) > SIGNIFICANCE
+        return no_worse_than_dense(d, r.get("test_diff_lo", 0.0), r.get("test_diff_hi", 0.0),
+                                   r.get("test_mcnemar_p", 1.0))
     return 100 * d >= -t.within_pp
 
 
@@ -46,7 +49,8 @@ def _on_validation(r: Result, t: Target) -> bool:
     """Within the accuracy line on validation (the split the choices are made on)."""
     d = r.get("val_diff", 0.0)
     if t.within_pp is None:
-        return d >= 0.0 or r.get("val_mcnemar_p", 1.0) > SIGNIFICANCE
+        return no_worse_than_dense(d, r.get("val_diff_lo", 0.0), r.get("val_diff_hi", 0.0),
+                                   r.get("val_mcnemar_p", 1.0))
     return 100 * d >= -t.within_pp
 
 
@@ -80,14 +84,14 @@ def frontier(results: list[Result]) -> dict[str, Any]:
 def verdict_line(name: str, v: dict[str, Any]) -> str:
     """One Markdown bullet for a target's verdict."""
     line = (f"within {v['within_pp']} pp of dense" if v["within_pp"] is not None
-            else f"not significantly below dense (McNemar p > {SIGNIFICANCE})")
+            else f"no detectable difference below dense: McNemar p > {SIGNIFICANCE} and the interval contains 0")
     head = f"- **{name}** ({line} at no more than {v['limit_ratio']:.3g}x dense, batch {v['batch_size']:,}): "
     c, near = v["chosen"], v["fastest_within_line_on_validation"]
 
     def cite(r: dict[str, Any]) -> str:
         lo, hi = r["d_acc_pp_interval"]
         return (f"{r['method']} at {fmt_interval(r['ratio'], *r['ratio_interval'], unit='x')}, "
-                f"test {fmt_interval(r['d_acc_pp'], lo, hi, '+.2f', ' pp')}, p = {r['mcnemar_p']:.2g}")
+                f"test {fmt_interval(r['d_acc_pp'], lo, hi, '+.2f', ' pp')}, p = {p_text(r['mcnemar_p'])}")
     if v["met"]:
         return head + f"**met** by {cite(c)} (chosen on validation)."
     text = head + "**missed**; " + (f"the most accurate on validation within the limit: {cite(c)}" if c

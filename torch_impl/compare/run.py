@@ -181,10 +181,10 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any
     write_json(out_dir / "recommended.json", {
         "rows": recommended, "chosen_on": "validation accuracy; time within the budget at the upper end of its 95% "
                                          "interval (batch 10,000); test accuracy only reported",
-        "checkpoint": meta["checkpoint"], "provenance": meta["provenance"]})
+        "checkpoint": meta["checkpoint"], "split": meta.get("split"), "provenance": meta["provenance"]})
     report = write_report(out_dir / "REPORT.md", results, batch_sizes, plot, verdicts, answers(results),
                           {**meta["provenance"], "checkpoint": meta["checkpoint"], "timing": meta.get("timing"),
-                           "threads": meta["provenance"].get("torch_threads")},
+                           "threads": meta["provenance"].get("torch_threads"), "split": meta.get("split")},
                           recommendation_table(recommended))
     return {"table": csv_path, "json": json_path, "plot": plot, "report": report,
             "recommended": out_dir / "recommended.json"}

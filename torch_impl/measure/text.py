@@ -17,10 +17,39 @@ def ratio_text(r: Result, b: int | None = None, unit: str = "") -> str:
     return fmt_interval(r.ratio(b), *r.ratio_interval(b), unit=unit)
 
 
+def p_text(p: float) -> str:
+    """McNemar's p with two significant digits, more where two would round it onto (or across)
+    ``SIGNIFICANCE``: 0.0505 reads "0.0505", never "0.05"."""
+    for digits in range(2, 6):
+        text = f"{p:.{digits}g}"
+        if (float(text) > SIGNIFICANCE) == (p > SIGNIFICANCE) and float(text) != SIGNIFICANCE or p == SIGNIFICANCE:
+            return text
+    return f"{p:.6g}"
+
+
+def verdict(d: float, lo: float, hi: float, p: float) -> str:
+    """The one vocabulary for an accuracy difference to dense: "no detectable difference" only
+    when McNemar's p is above ``SIGNIFICANCE`` and the 95% interval contains 0; "below dense" /
+    "above dense" when both say so; otherwise the disagreement, spelled out."""
+    contains = lo <= 0.0 <= hi
+    if p > SIGNIFICANCE and contains:
+        return "no detectable difference"
+    if p <= SIGNIFICANCE and not contains:
+        return "below dense" if d < 0 else "above dense"
+    if contains:
+        return f"the tests disagree: McNemar p = {p_text(p)} but the interval contains 0"
+    return f"the tests disagree: McNemar p = {p_text(p)} > {SIGNIFICANCE} but the interval excludes 0"
+
+
+def no_worse_than_dense(d: float, lo: float, hi: float, p: float) -> bool:
+    """At or above dense, or no detectable difference (``verdict``): a disagreement is not."""
+    return d >= 0.0 or verdict(d, lo, hi, p) == "no detectable difference"
+
+
 def diff_text(r: Result, split: str = "test", prose: bool = False) -> str:
     """Accuracy minus dense's in pp with its 95% interval and McNemar's p: ``-0.41 [-0.62, -0.20]
-    p=0.0003`` for a table; with ``prose``, ``-0.41 pp [-0.62, -0.20], p = 0.0003``, and
-    "indistinguishable from dense" when p is at least ``SIGNIFICANCE``."""
+    p=0.0003`` for a table; with ``prose``, ``-0.41 pp [-0.62, -0.20], p = 0.0003``, and the
+    ``verdict`` where it is not plainly "below dense"."""
     d = r.get(f"{split}_diff")
     if d is None:
         if prose:
@@ -28,10 +57,22 @@ def diff_text(r: Result, split: str = "test", prose: bool = False) -> str:
         return "(reference)" if r.family in ("dense", CONTROL_FAMILY) else "n/a"
     lo, hi, p = r.get(f"{split}_diff_lo"), r.get(f"{split}_diff_hi"), r.get(f"{split}_mcnemar_p")
     if prose:
-        same = "; indistinguishable from dense" if p >= SIGNIFICANCE else ""
-        return f"{fmt_interval(100 * d, 100 * lo, 100 * hi, '+.2f', ' pp')}, p = {p:.2g}{same}"
+        word = verdict(d, lo, hi, p)
+        word = "" if word == "below dense" else f"; {word}"
+        return f"{fmt_interval(100 * d, 100 * lo, 100 * hi, '+.2f', ' pp')}, p = {p_text(p)}{word}"
     # below 1e-4 the exact value says nothing more, and "p=2.8e-98" would overrun the column
-    return f"{fmt_interval(100 * d, 100 * lo, 100 * hi, '+.2f')} " + ("p<1e-4" if p < 1e-4 else f"p={p:.2g}")
+    return f"{fmt_interval(100 * d, 100 * lo, 100 * hi, '+.2f')} " + ("p<1e-4" if p < 1e-4 else f"p={p_text(p)}")
+
+
+def split_text(split: dict[str, Any] | None) -> str:
+    """Which images the choices were made on, and what the checkpoint's record says of them."""
+    if not split:
+        return "held-out training images"
+    how = {"recorded": "its model.pt records that it never trained on them",
+           "derived": "its training config shows it never trained on them (an older model.pt without a split record)",
+           "assumed": "ASSUMED held out: the checkpoint records no split (--assume-held-out)"}[split["checkpoint"]]
+    return (f"{split['n_val']:,} training images, split seed {split['seed']}, held-out hash "
+            f"{split['held_out_sha256'][:12]}; {how}")
 
 
 def describe_timing(timing: dict[str, Any]) -> str:
