@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="MLP MAC budget of the tightest pool-folded recipe")
     p.add_argument("--calib-images", type=positive_int, default=d.calib_images,
                    help="training images for the data-aware factors")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="the recipes' draws: calibration images, fine-tunes' data order and init, nested ranks")
     p.add_argument("--recipes", default="default",
                    help="default (the set that decides), all, or semicolon-separated names (see --list)")
     p.add_argument("--only", dest="recipes", help=argparse.SUPPRESS)  # the older name of --recipes
@@ -122,7 +124,8 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             print("\n".join(f"{k}: {v}" for k, v in paths.items()))
             return []
         dense, dense_meta = load_model(args.checkpoint)
-        dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit)
+        dm = CIFAR10DataModule(args.data_dir, args.cache_dir, batch_size=128, test_limit=args.test_limit,
+                               shuffle_seed=args.seed)
         splits = {k: tuple(torch.from_numpy(a) for a in v) for k, v in dm.numpy_splits().items()}
         if not len(splits["val"][1]):
             raise ValueError("the validation split is empty; every choice is made on it")
@@ -135,7 +138,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
                   "fold or prune around spatial pools do not apply and are left out")
         config = CompareConfig(finetune_steps=args.finetune_steps, distill_steps=args.distill_steps,
                                long_distill_steps=args.long_distill_steps, fold_budget=args.fold_budget,
-                               calib_images=args.calib_images, pooling=dense.pooling)
+                               calib_images=args.calib_images, pooling=dense.pooling, seed=args.seed)
         recipes = select_recipes(default_recipes(config), args.recipes)
         # none of the points is larger than the dense model
         check_free_disk(out_dir, len(recipes) * stored_bytes(dense), f"keeping {len(recipes)} models in points/")
@@ -146,7 +149,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(err)
     origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)
-    ctx = make_context(dense, dm, config.calib_images)
+    ctx = make_context(dense, dm, config.calib_images, seed=config.seed)
 
     def show(r: Result) -> None:
         print(f"{r.method:<52} validation {100 * r.val_acc:6.2f}%  test {100 * r.test_acc:6.2f}%", flush=True)

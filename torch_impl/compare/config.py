@@ -27,7 +27,9 @@ class CompareConfig:
     ``nested_budget`` and ``nested_fractions``: the nested-rank model and its truncations;
     ``scratch_steps``: the low-rank models trained from a random init; ``calib_images``:
     training images for the data-aware factors; ``pooling``: the network's, which decides
-    what applies."""
+    what applies; ``seed``: the recipes' own randomness (the calibration draw, fine-tunes' data
+    order and init, the nested-rank draws, the from-scratch init), so a replicate on another
+    dense checkpoint also draws its recipes anew."""
 
     finetune_steps: int = 400
     distill_steps: int = 1500
@@ -41,6 +43,7 @@ class CompareConfig:
     scratch_steps: int = RECIPE_STEPS
     calib_images: int = 2048
     pooling: str = DEFAULT_POOLING
+    seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "nested_fractions": list(self.nested_fractions)}

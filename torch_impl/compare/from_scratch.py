@@ -53,9 +53,10 @@ def random_low_rank(template: nn.Module, ranks: dict[str, int | None], seed: int
 
 
 def train_from_scratch(model: nn.Module, datamodule: CIFAR10DataModule, steps: int = RECIPE_STEPS,
-                       accelerator: str = "auto", teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
+                       accelerator: str = "auto", teacher: nn.Module | None = None,
+                       seed: int = 0) -> tuple[nn.Module, dict]:
     """The recipe's training of ``model`` (the EMA of its weights returned), distilled from
     ``teacher`` if given; and a record of what was done."""
-    model, info = finetune(model, datamodule, steps, accelerator=accelerator, teacher=teacher, averaged_share=None,
+    model, info = finetune(model, datamodule, steps, seed=seed, accelerator=accelerator, teacher=teacher, averaged_share=None,
                            callbacks=[TakeHomeEMA()])
     return model, {**info, "weights_kept": "EMA (step 0.001, from the init)"}

@@ -18,7 +18,7 @@ from torch import nn
 
 from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.finetune import finetune, zero_fraction
-from torch_impl.compare.from_scratch import random_low_rank, train_from_scratch
+from torch_impl.compare.from_scratch import INIT_SEED, random_low_rank, train_from_scratch
 from torch_impl.compare.nested_rank import NestedRanks, low_rank_layers, truncate
 from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
@@ -46,6 +46,7 @@ class Context:
     calib_images: torch.Tensor
     datamodule: CIFAR10DataModule
     accelerator: str = "auto"
+    seed: int = 0  # CompareConfig.seed: every recipe's draws
     shared: dict[str, Any] = field(default_factory=dict)  # what several recipes start from
 
     def once(self, key: str, make: Callable[[], Any]) -> Any:
@@ -91,7 +92,7 @@ def run_recipe(recipe: Recipe, ctx: Context, evaluate: Callable[[nn.Module], flo
     if recipe.finetune_steps:
         if evaluate is not None:
             info["val_acc_before_finetune"] = evaluate(model.eval())  # pruning masks apply in forward
-        model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, accelerator=ctx.accelerator,
+        model, ft = finetune(model, ctx.datamodule, recipe.finetune_steps, seed=ctx.seed, accelerator=ctx.accelerator,
                              teacher=ctx.dense if recipe.distill else None, lr_schedule=recipe.lr_schedule)
         info.update(ft)
     model = make_permanent(model)
@@ -186,8 +187,8 @@ def _nested(budget: int, fraction: float, steps: int) -> tuple[Builder, dict[str
 
         def train() -> nn.Module:
             model, _ = folded_build(ctx)
-            model, _ = finetune(model, ctx.datamodule, steps, accelerator=ctx.accelerator, teacher=ctx.dense,
-                                callbacks=[NestedRanks()], lr_schedule="cosine")
+            model, _ = finetune(model, ctx.datamodule, steps, seed=ctx.seed, accelerator=ctx.accelerator,
+                                teacher=ctx.dense, callbacks=[NestedRanks(seed=ctx.seed)], lr_schedule="cosine")
             return model
         nested = ctx.once(f"nested {budget} {steps}", train)
         cut = truncate(nested, fraction)
@@ -204,8 +205,9 @@ def _scratch(budget: int, pool_fold: bool, distill: bool, steps: int) -> tuple[B
         template = fold_pools(ctx.dense) if pool_fold else ctx.dense
         spectra = output_spectra(template, ctx.calib_images) if pool_fold else None
         ranks = budget_ranks(template, budget, layer_spectra=spectra, svds=None if pool_fold else ctx.svds)
-        model, info = train_from_scratch(random_low_rank(template, ranks), ctx.datamodule, steps,
-                                         accelerator=ctx.accelerator, teacher=ctx.dense if distill else None)
+        model, info = train_from_scratch(random_low_rank(template, ranks, seed=INIT_SEED + ctx.seed), ctx.datamodule,
+                                         steps, seed=ctx.seed, accelerator=ctx.accelerator,
+                                         teacher=ctx.dense if distill else None)
         return model, {"ranks": dict(ranks), **info}
     return build, {"init": "random", "rule": "budget", "mlp_budget": budget, "distilled": distill,
                    "finetune_steps": steps, **({"pool_fold": True} if pool_fold else {})}

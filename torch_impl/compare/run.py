@@ -58,12 +58,14 @@ def select_recipes(recipes: list[Recipe], wanted: str | None) -> list[Recipe]:
 
 
 def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, accelerator: str = "cpu",
-                 svds: dict | None = None) -> Context:
+                 svds: dict | None = None, seed: int = 0) -> Context:
     """The dense model, its SVDs (computed once, when a recipe first needs them, unless passed),
-    and calibration images drawn from the training split with a fixed seed."""
+    and calibration images drawn from the training split with ``seed`` (``CompareConfig.seed``,
+    which the recipes' other draws use too)."""
     train_images = dm.numpy_splits()["train"][0]
-    calib_idx = np.random.default_rng(0).permutation(len(train_images))[:calib_images]
-    return Context(dense.eval(), svds, torch.from_numpy(train_images[calib_idx]), dm, accelerator=accelerator)
+    calib_idx = np.random.default_rng(seed).permutation(len(train_images))[:calib_images]
+    return Context(dense.eval(), svds, torch.from_numpy(train_images[calib_idx]), dm, accelerator=accelerator,
+                   seed=seed)
 
 
 SAVE_CHOICES = ("front", "all", "none")
