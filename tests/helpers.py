@@ -24,17 +24,17 @@ class _Built(Exception):
 def script_parser(name: str) -> argparse.ArgumentParser:
     """The parser ``scripts/<name>.py``'s ``parse_args`` builds, caught before it parses."""
     module = load_script(name)
-    real = argparse.ArgumentParser.parse_args
+    real, real_known = argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args
 
     def catch(self, *args, **kwargs):
         raise _Built(self)
-    argparse.ArgumentParser.parse_args = catch
+    argparse.ArgumentParser.parse_args = argparse.ArgumentParser.parse_known_args = catch
     try:
         module.parse_args([])
     except _Built as built:
         return built.parser
     finally:
-        argparse.ArgumentParser.parse_args = real
+        argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = real, real_known
     raise AssertionError(f"scripts/{name}.py's parse_args built no parser")
 
 

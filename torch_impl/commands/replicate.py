@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from torch_impl.cli.flags import fail, make_parser
+from torch_impl.cli.flags import add_overwrite_arg, fail, make_parser
 from torch_impl.commands import compare_methods
 from torch_impl.compare.replicate import read_run, replicate, replication_report
 from torch_impl.files import write_json, write_text
@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                    help="dense model.pt files trained with different seeds (at least two)")
     p.add_argument("--out-dir", default="runs/replicate", help="run<i>/ per checkpoint, REPLICATION.md")
     p.add_argument("--report-only", action="store_true", help="rebuild REPLICATION.md from the finished runs")
+    add_overwrite_arg(p, "redo every run (passed on to each comparison) instead of reading finished ones back")
     return p.parse_known_args(argv)
 
 
@@ -46,10 +47,11 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     for i, ckpt in enumerate(args.checkpoints):
         run_dir = out / f"run{i}"
-        if not args.report_only and not (run_dir / "compare.json").is_file():
+        if not args.report_only and (args.overwrite or not (run_dir / "compare.json").is_file()):
             print(f"\n=== run {i + 1} of {len(args.checkpoints)}: {ckpt}, recipe seed {i} ===", flush=True)
             try:
-                compare_methods.main(["--checkpoint", ckpt, "--out-dir", str(run_dir), "--seed", str(i), *passed])
+                compare_methods.main(["--checkpoint", ckpt, "--out-dir", str(run_dir), "--seed", str(i), *passed,
+                                      *(["--overwrite"] if args.overwrite else [])])
             except SystemExit as err:  # a failed recipe or a refused checkpoint: no replication from it
                 if err.code not in (None, 0):
                     sys.exit(f"run {i} ({ckpt}) did not finish: {err.code}\nrerun the same command to resume it")

@@ -49,7 +49,7 @@ def _methods(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         words = [verdict(p["test_diff"], p["test_diff_lo"], p["test_diff_hi"], p["test_mcnemar_p"]) for p in per]
         out[m] = {"test_diff_pp": [100 * p["test_diff"] for p in per],
                   "test_diff_pp_spread": _spread([100 * p["test_diff"] for p in per]),
-                  "val_diff_pp": [100 * p["val_diff"] for p in per],
+                  "val_diff_pp": [100 * p.get("val_diff", float("nan")) for p in per],
                   "verdicts": words,
                   **{f"ratio_b{b}": [p[f"latency_ratio_b{b}"] for p in per] for b in sizes}}
     return out

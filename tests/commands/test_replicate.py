@@ -1,0 +1,41 @@
+"""scripts/replicate.py: one comparison per checkpoint, its own seed, resumed by rerunning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.compare.test_replicate import write_run
+from tests.helpers import load_script
+
+
+def test_each_checkpoint_gets_its_own_run_and_seed_and_a_rerun_reads_them_back(tmp_path: Path, monkeypatch) -> None:
+    script = load_script("replicate")
+    calls = []
+
+    def fake_compare(argv):
+        calls.append(argv)
+        seed = int(argv[argv.index("--seed") + 1])
+        write_run(Path(argv[argv.index("--out-dir") + 1]), (0.700, 0.701, 0.690)[seed], seed, monkeypatch)
+    monkeypatch.setattr(script.compare_methods, "main", fake_compare)
+    out = tmp_path / "rep"
+    argv = ["--checkpoints", "a.pt", "b.pt", "c.pt", "--out-dir", str(out), "--time-cap", "60"]
+    rep = script.main(argv)
+    assert [c[:6] for c in calls] == [["--checkpoint", ck, "--out-dir", str(out / f"run{i}"), "--seed", str(i)]
+                                      for i, ck in enumerate(("a.pt", "b.pt", "c.pt"))]
+    assert all(c[6:] == ["--time-cap", "60"] for c in calls)  # other flags go on to the comparison
+    assert (out / "REPLICATION.md").is_file() and (out / "replication.json").is_file()
+    assert len(rep["runs"]) == 3
+    calls.clear()
+    again = script.main(argv)  # finished runs are read back, not rerun
+    assert calls == [] and again["claims"] == rep["claims"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--checkpoints", "a.pt"], "at least two dense checkpoints"),
+    (["--checkpoints", "a.pt", "b.pt", "--seed", "3"], "--seed is set per run"),
+])
+def test_bad_requests_are_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=message):
+        load_script("replicate").main([*argv, "--out-dir", str(tmp_path)])
