@@ -29,7 +29,7 @@ def test_a_checkpoint_is_accepted_only_when_its_record_keeps_the_validation_imag
     assert check_held_out("a.pt", meta, VALIDATION) == "recorded"
     assert check_held_out("a.pt", {"metrics": {"split": split_record(N, 0.1, 0, train_limit=9)}}, VALIDATION) \
         == "recorded"
-    with pytest.raises(ValueError, match=r"trained on 5,000 of this run's 5,000 validation images .*--val-fraction 0\.0"):
+    with pytest.raises(ValueError, match=r"trained on 5,000 of this run's 5,000 validation images .*fraction 0\.0"):
         check_held_out("a.pt", {"metrics": {"split": split_record(N, 0.0, 0)}}, VALIDATION)
     with pytest.raises(ValueError, match=r"trained on [\d,]+ of this run's 5,000 validation images .*split seed 3"):
         check_held_out("a.pt", {"metrics": {"split": split_record(N, 0.1, 3)}}, VALIDATION)

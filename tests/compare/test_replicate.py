@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.compare.synthetic import DENSE, synthetic
-from torch_impl.compare.replicate import read_run, replicate, replication_report
 from torch_impl.compare import run as compare_run
+from torch_impl.compare.replicate import read_run, replicate, replication_report
 from torch_impl.compare.run import write_outputs
 
 TIMING = {"rounds": {"rounds": 6, "elapsed_s": 60.0, "stopped_by": "target", "worst_halfwidth": 0.02,

@@ -48,7 +48,7 @@ def test_every_model_in_every_runtime_it_can_run(tmp_path: Path) -> None:
     models = {"dense": dense, "low-rank": compress_model(dense, rank_fraction=0.25)[0],
               "int8": dynamic_int8(dense)}
     rows, timing = runtime_matrix(models, images, labels, tmp_path / "onnx", [len(labels), 1], progress=False,
-                                  protocol=TimingProtocol(min_rounds=2, max_rounds=2))
+                                  protocol=TimingProtocol(min_rounds=3, max_rounds=3))
     got = {(r["model"], r["runtime"]) for r in rows}
     assert got == ({(m, rt) for m in ("dense", "low-rank") for rt in RUNTIMES}
                    | {("int8", "eager"), ("int8", "compile"), (AA_NAME, "eager")})

@@ -58,7 +58,7 @@ def test_ratio_interval_narrows_with_rounds_and_needs_three() -> None:
     """Its coverage is tests/measure/test_coverage.py's."""
     rng = np.random.default_rng(3)
     widths = {}
-    for trial in range(100):
+    for _ in range(100):
         drift = np.exp(rng.normal(0, 0.3, 20))  # the machine's speed, shared by both in a round
         ref = 2.0 * drift * np.exp(rng.normal(0, 0.05, 20))
         model = 1.0 * drift * np.exp(rng.normal(0, 0.05, 20))

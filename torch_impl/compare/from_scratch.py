@@ -57,6 +57,6 @@ def train_from_scratch(model: nn.Module, datamodule: CIFAR10DataModule, steps: i
                        seed: int = 0) -> tuple[nn.Module, dict]:
     """The recipe's training of ``model`` (the EMA of its weights returned), distilled from
     ``teacher`` if given; and a record of what was done."""
-    model, info = finetune(model, datamodule, steps, seed=seed, accelerator=accelerator, teacher=teacher, averaged_share=None,
-                           callbacks=[TakeHomeEMA()])
+    model, info = finetune(model, datamodule, steps, seed=seed, accelerator=accelerator, teacher=teacher,
+                           averaged_share=None, callbacks=[TakeHomeEMA()])
     return model, {**info, "weights_kept": "EMA (step 0.001, from the init)"}

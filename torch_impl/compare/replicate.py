@@ -117,7 +117,8 @@ def replication_report(rep: dict[str, Any], command: str) -> str:
               "Mean and sd over the runs (the training run's randomness), each run's value, and how often each "
               "verdict was reached (\"no detectable difference\": McNemar p > 0.05 and the 95% interval "
               "contains 0).", "",
-              "| method | mean pp | sd pp | per run pp | verdicts | x dense b10000 per run |", "|---|---:|---:|---|---|---|"]
+              "| method | mean pp | sd pp | per run pp | verdicts | x dense b10000 per run |",
+              "|---|---:|---:|---|---|---|"]
     for m, v in rep["methods"].items():
         s = v["test_diff_pp_spread"]
         counts = {w: v["verdicts"].count(w) for w in dict.fromkeys(v["verdicts"])}

@@ -37,15 +37,18 @@ def write_matrix(rows: list[dict[str, Any]], out_dir: Path, meta: dict[str, Any]
     return out_dir / "runtimes.csv", write_json(out_dir / "runtimes.json", {**meta, "rows": rows})
 
 
-def matrix_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
-    """Markdown: one row per (model, runtime), ratios to dense in the same runtime."""
+def matrix_table(rows: list[dict[str, Any]], batch_sizes: list[int], reference: str = "dense") -> str:
+    """Markdown: one row per (model, runtime), ratios to dense in the same runtime; the time per
+    example is dense's median in that runtime times the ratio (only ratios are side by side)."""
+    dense = {r["runtime"]: r for r in rows if r["model"] == reference}
     head = "| model | runtime | test acc % | " + " | ".join(
-        f"us/ex b{b} | x dense b{b} [95%]" for b in batch_sizes) + " | notes |"
+        f"us/ex b{b} (x dense) | x dense b{b} [95%]" for b in batch_sizes) + " | notes |"
     lines = [head, "|" + "---|" * (4 + 2 * len(batch_sizes))]
     for r in rows:
         cells = [r["model"], r["runtime"], f"{100 * r['test_acc']:.2f}"]
         for b in batch_sizes:
-            cells += [f"{r[f'latency_us_b{b}']:.1f}",
+            base = dense.get(r["runtime"], r)
+            cells += [f"{r[f'ratio_b{b}'] * base[f'latency_us_b{b}']:.1f}",
                       fmt_interval(r[f"ratio_b{b}"], r[f"ratio_lo_b{b}"], r[f"ratio_hi_b{b}"])]
         notes = []
         if "graph_breaks" in r:

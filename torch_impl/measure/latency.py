@@ -59,7 +59,8 @@ PROTOCOL = (f"interleaved rounds (before each round every model's tensors move t
             "with racing, a model stops being timed once its interval is within the target or it is clearly "
             "off the front; per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
             "rounds' ratios of adjacent calls; 95% interval over rounds: Tukey-McLaughlin trimmed-t at the "
-            f"{RATIO_LEVEL:.0%} level, which covers >= 95% with the stopping rule; none below {MIN_INTERVAL_ROUNDS} rounds")
+            f"{RATIO_LEVEL:.0%} level, which covers >= 95% with the stopping rule; none below "
+            f"{MIN_INTERVAL_ROUNDS} rounds")
 
 Call = Callable[[], object]  # does one batch's work and returns when it is done (synchronized)
 

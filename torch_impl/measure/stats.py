@@ -63,7 +63,7 @@ def ratio_interval(model_s: np.ndarray | list[float],
     return float(np.exp(centre)), float(np.exp(centre - half)), float(np.exp(centre + half))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _t_quantile(df: int) -> float:
     return float(student_t.ppf(0.5 + RATIO_LEVEL / 2, df))
 

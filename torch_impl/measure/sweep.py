@@ -14,7 +14,7 @@ from torch_impl.factorize import compress_model
 from torch_impl.inference import PlainEager
 from torch_impl.lowrank import MODES, model_svds, rank_from_fraction
 from torch_impl.measure.latency import DEFAULT_BATCH_SIZES, DEFAULT_TIMING, TimingProtocol
-from torch_impl.measure.results import Result, sweep_method
+from torch_impl.measure.results import Result, dense_of, sweep_method
 from torch_impl.measure.roofline import measure_roofline
 from torch_impl.measure.score import CONTROL_INDEX, control_result, evaluate_into, time_into, timing_summary
 from torch_impl.measure.text import diff_text, ratio_text
@@ -91,18 +91,21 @@ def format_table(rows: list[dict[str, Any]], batch_sizes: tuple[int, int] = DEFA
     McNemar p), time over the dense model's with its 95% interval (below 1 is faster), the
     per-example medians, MACs and the achieved share of the roofline."""
     results = [Result.from_row(r) for r in rows]
+    dense = dense_of(results) or results[0]
     big, small = batch_sizes
+
+    def us(r: Result, b: int) -> float:  # a row timed alone (the JAX sweep's) has only its own median
+        return r.ratio(b) * dense.latency_us[b] if b in r.latency_ratio else r.latency_us[b]
     head = (f"{'mode':<14}{'f':>5}{'acc %':>7}  {'d acc pp [95%] McNemar':<32}{f'x dense b{big} [95%]':<24}"
-            f"{f'us b{big}':>9}  {f'x dense b{small} [95%]':<22}{f'us b{small}':>7}{'MACs M':>8}"
+            f"{f'us b{big}*':>9}  {f'x dense b{small} [95%]':<22}{f'us b{small}*':>7}{'MACs M':>8}"
             f"{f'roof b{big}':>12}")
     lines = [head, "-" * len(head)]
     for r in results:
         f = "" if r.settings.get("rank_fraction") is None else f"{r.settings['rank_fraction']:.1f}"
         roof = r.get(f"roofline_fraction_b{big}")
         lines.append(f"{r.settings.get('mode', r.family):<14}{f:>5}{100 * r.test_acc:>7.2f}  {diff_text(r):<32}"
-                     f"{ratio_text(r, big):<24}{r.latency_us[big]:>9.1f}  {ratio_text(r, small):<22}"
-                     f"{r.latency_us[small]:>7.0f}{r.total_macs / 1e6:>8.2f}"
-                     f"{'' if roof is None else f'{100 * roof:.1f}%':>12}")
-    return "\n".join(lines)
+                     f"{ratio_text(r, big):<24}{us(r, big):>9.1f}  {ratio_text(r, small):<22}{us(r, small):>7.0f}"
+                     f"{r.total_macs / 1e6:>8.2f}{'' if roof is None else f'{100 * roof:.1f}%':>12}")
+    return "\n".join(lines + ["* us per example: dense's median times the row's ratio (only ratios are side by side)"])
 
 
