@@ -4,6 +4,7 @@
 #   make test       install, lint (ruff), run every unit and parity test
 # More:
 #   make run-all    make run, then the torch-vs-JAX parity report, every recipe, and the runtime matrix
+#   make replicate  train two more seeds (SEEDS) and run the comparison on all three: which claims hold
 #   make test-fast  the tests not marked slow (for development)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,7 +22,7 @@ ifdef CIFAR10_DIR
 export CIFAR10_DIR
 endif
 
-.PHONY: install run run-all test test-fast lint clean
+.PHONY: install run run-all replicate test test-fast lint clean
 
 # pip byte-compiles the packages one file at a time (90 s of a 140 s install on 2 cores);
 # compileall does it on every core (30 s). Like pip, it skips files this Python cannot compile
@@ -74,6 +75,16 @@ $(OUT)/compare_all/compare.json: $(OUT)/train/model.pt
 
 $(OUT)/compare_all/runtimes/runtimes.json: $(OUT)/compare_all/compare.json
 	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare_all --overwrite
+
+# Claims that survive a retrain: the comparison on the seed-42 model and on SEEDS, each run with
+# its own recipe seed (scripts/replicate.py resumes its finished and interrupted runs).
+SEEDS ?= 43 44
+$(OUT)/seed%/model.pt: | install
+	$(PY) scripts/train.py --seed $* --out-dir $(OUT)/seed$* $$(test -d $(OUT)/seed$*/checkpoints && echo --resume) \
+		$(TRAIN_ARGS)
+
+replicate: $(OUT)/train/model.pt $(foreach s,$(SEEDS),$(OUT)/seed$(s)/model.pt)
+	$(PY) scripts/replicate.py --checkpoints $^ --out-dir $(OUT)/replicate
 
 lint: install
 	$(VENV)/bin/ruff check .

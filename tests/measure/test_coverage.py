@@ -77,6 +77,7 @@ def test_fixed_rounds_cover_at_least_the_nominal_rate(kind: str) -> None:
     assert width < MAX_HALFWIDTH_34
 
 
+@pytest.mark.slow  # 300 runs of the timing loop per case: 2-3 s each
 @pytest.mark.parametrize(("kind", "race"), [("gaussian", False), ("contaminated", False), ("spikes", False),
                                            ("gaussian", True)])
 def test_stopping_at_the_target_keeps_the_coverage(monkeypatch, kind: str, race: bool) -> None:
