@@ -117,14 +117,15 @@ def replication_report(rep: dict[str, Any], command: str) -> str:
               "Mean and sd over the runs (the training run's randomness), each run's value, and how often each "
               "verdict was reached (\"no detectable difference\": McNemar p > 0.05 and the 95% interval "
               "contains 0).", "",
-              "| method | mean pp | sd pp | per run pp | verdicts | x dense b10000 per run |",
-              "|---|---:|---:|---|---|---|"]
+              "| method | mean pp | sd pp | per run pp | verdicts | x dense b10000 per run | x dense b1 per run |",
+              "|---|---:|---:|---|---|---|---|"]
     for m, v in rep["methods"].items():
         s = v["test_diff_pp_spread"]
         counts = {w: v["verdicts"].count(w) for w in dict.fromkeys(v["verdicts"])}
         words = "; ".join(f"{w} ({k} of {n})" for w, k in counts.items())
-        ratios = ", ".join(f"{x:.3f}" for x in v.get("ratio_b10000", []))
-        lines.append(f"| {m} | {s['mean']:+.2f} | {s['sd']:.2f} | {_pp(v['test_diff_pp'])} | {words} | {ratios} |")
+        ratios = [", ".join(f"{x:.3f}" for x in v.get(f"ratio_b{b}", [])) for b in (10_000, 1)]
+        lines.append(f"| {m} | {s['mean']:+.2f} | {s['sd']:.2f} | {_pp(v['test_diff_pp'])} | {words} | "
+                     f"{ratios[0]} | {ratios[1]} |")
     lines += ["", "## Claims, counted over the runs", "", "| claim | holds | per run |", "|---|---:|---|"]
     for c in rep["claims"]:
         if c["claim"].split(": ")[0] in rep["methods"]:
