@@ -44,3 +44,7 @@ def test_each_recipe_and_claim_is_counted_over_the_runs(tmp_path: Path, monkeypa
     text = replication_report(rep, "replicate.py --checkpoints a b c")
     assert "| energy tau=0.9 | -0.30 |" in text and "no detectable difference (2 of 3); below dense (1 of 3)" in text
     assert "frontier target A" in text
+    runs[2]["compare"]["timing"] = {"rounds": {**TIMING["rounds"], "rounds": 1}}  # too few rounds for intervals
+    short = [c for c in replicate(runs)["claims"] if c["claim"].startswith("recommendation")]
+    assert all(c["undecided"] == 1 and c["holds"] <= 2 for c in short)
+    assert "(1 undecided)" in replication_report(replicate(runs), "x")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from torch_impl.measure.stats import MIN_INTERVAL_ROUNDS
 from torch_impl.measure.text import verdict
 
 TARGET_LABELS = {"at_svd_0.2_latency": "within 0.5 pp of dense at plain SVD f=0.2's latency",
@@ -55,8 +56,15 @@ def _methods(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _claim(text: str, per_run: list[Any], holds: list[bool]) -> dict[str, Any]:
-    return {"claim": text, "holds": int(sum(holds)), "of": len(holds), "per_run": per_run}
+def _claim(text: str, per_run: list[Any], holds: list[bool | None]) -> dict[str, Any]:
+    """``holds``: per run True, False, or None where the run could not decide it."""
+    return {"claim": text, "holds": sum(h is True for h in holds), "of": len(holds),
+            "undecided": sum(h is None for h in holds), "per_run": per_run}
+
+
+def _timed(run: dict[str, Any]) -> bool:
+    """Whether the run timed enough rounds for latency intervals (a recommendation needs them)."""
+    return run["compare"]["timing"]["rounds"]["rounds"] >= MIN_INTERVAL_ROUNDS
 
 
 def _claims(runs: list[dict[str, Any]], methods: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,7 +73,10 @@ def _claims(runs: list[dict[str, Any]], methods: dict[str, dict[str, Any]]) -> l
     for i, row in enumerate(first):
         picks = [run["recommended"]["rows"][i] if i < len(run["recommended"]["rows"]) else {} for run in runs]
         claims.append(_claim(f"recommendation \"{row['budget']}\" picks {row['method']}",
-                             [p.get("method") for p in picks], [p.get("method") == row["method"] for p in picks]))
+                             [p.get("method") if _timed(run) else "undecided: too few timing rounds"
+                              for p, run in zip(picks, runs)],
+                             [p.get("method") == row["method"] if _timed(run) else None
+                              for p, run in zip(picks, runs)]))
     for key, text in TARGET_LABELS.items():
         verdicts = [run["targets"].get(key) for run in runs]
         if all(verdicts):
@@ -131,7 +142,8 @@ def replication_report(rep: dict[str, Any], command: str) -> str:
         if c["claim"].split(": ")[0] in rep["methods"]:
             continue  # the per-recipe verdicts are the table above
         per = "; ".join(str(p) for p in c["per_run"])
-        lines.append(f"| {c['claim']} | {c['holds']} of {c['of']} | {per} |")
+        undecided = f" ({c['undecided']} undecided)" if c.get("undecided") else ""
+        lines.append(f"| {c['claim']} | {c['holds']} of {c['of']}{undecided} | {per} |")
     held = [c for c in rep["claims"] if c["holds"] == c["of"]]
     lines += ["", f"{len(held)} of {len(rep['claims'])} claims (recommendations, targets, per-recipe verdicts) "
               f"hold in all {n} runs; a claim that holds in fewer is one a retrain can overturn."]
