@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -111,7 +112,7 @@ def check_held_out(path: str | Path, meta: dict[str, Any], validation: dict[str,
         raise ValueError(f"{path} records a split this version cannot reproduce (held-out hash differs); retrain it "
                          "with this version's scripts/train.py")
     held_out = split_train_val(validation["n_images"], validation["val_fraction"], validation["seed"])[1]
-    overlap = len(set(trained_indices(trained).tolist()) & set(held_out.tolist()))
+    overlap = len(np.intersect1d(trained_indices(trained), held_out))
     if overlap:
         raise ValueError(f"{path} was trained on {overlap:,} of this run's {len(held_out):,} validation images "
                          f"(trained with --val-fraction {trained['val_fraction']}, split seed {trained['seed']}); "
