@@ -21,6 +21,10 @@ The rules, each with the measurement that set it (the runs: ``docs/results/exper
 - **Racing** (optional): after ``min_rounds`` a model stops being timed once its interval is
   within the target, or once a model at least as accurate on validation is faster even at the
   ends of both intervals (``_retirement``).
+- **Queries.** Below ``SMALL_BATCH`` a round times ``queries`` single calls of the model, each
+  right beside one of the reference's (order drawn per query), as a server answers one request
+  at a time (MLPerf's SingleStream): the round's time is the queries' median (p50), and their
+  90th percentile (p90) is kept beside it, each with its ratio to the reference's.
 - **Control.** Callers add an A/A control (a copy of the reference timed as another model);
   ``aa_check`` says loudly when its interval excludes 1.0.
 """
@@ -36,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 from tqdm.auto import tqdm
 
 from torch_impl.inference import INFERENCE_METHOD, MLP_CHUNK, inference_chunk, predict
@@ -47,15 +50,18 @@ DEFAULT_BATCH_SIZES = (10_000, 1)
 TARGET_HALFWIDTH = 0.03  # the ratio's 95% interval: +-3% at the first batch size
 MIN_ROUNDS, MAX_ROUNDS = 5, 60
 TIME_CAP_S = 1800.0
-SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times a block of calls instead of one
-SMALL_BATCH_CALLS = 20
+SMALL_BATCH = 32  # below this a call lasts ~1 ms: a round times many single queries instead of one call
+QUERIES = 64  # single queries per model per round at a small batch (p50 and p90 over them)
+SMALL_BATCH_WARMUP = 5  # untimed calls before the first round (compiled graphs, runtime arenas)
 SLICE_ROWS = MLP_CHUNK  # a large batch's pair alternates models every slice of this many images
 PROTOCOL = (f"interleaved rounds (before each round every model's tensors move to fresh allocations; each round "
             f"times every model once per batch size, in a shuffled order, each call right beside one of the "
             f"reference's, the pair's order drawn at random; on CPU, above {SLICE_ROWS} images the pair runs "
             f"interleaved in slices of {SLICE_ROWS} images, the order drawn per slice, each model's time the sum "
             f"of its slices'; "
-            f"below batch {SMALL_BATCH}, a block of {SMALL_BATCH_CALLS} calls via torch.utils.benchmark.Timer); "
+            f"below batch {SMALL_BATCH}, {QUERIES} (the protocol's queries) single queries, each beside one of the "
+            "reference's, the order drawn per query, the round's time their median (p50), their 90th percentile "
+            "(p90) kept beside it); "
             "with racing, a model stops being timed once its interval is within the target or it is clearly "
             "off the front; per-example median over rounds; ratio to the reference = 20%-trimmed geometric mean of the "
             "rounds' ratios of adjacent calls; 95% interval over rounds: Tukey-McLaughlin trimmed-t at the "
@@ -80,10 +86,13 @@ class TimingProtocol:
     min_rounds: int = MIN_ROUNDS
     max_rounds: int = MAX_ROUNDS
     time_cap_s: float = TIME_CAP_S
+    queries: int = QUERIES  # per model and round, below SMALL_BATCH
 
     def __post_init__(self) -> None:
         if not self.target > 0 or not self.time_cap_s > 0:
             raise ValueError(f"target and time cap must be above 0, got {self.target} and {self.time_cap_s}")
+        if self.queries < 10:
+            raise ValueError(f"a p90 needs at least 10 queries per round, got {self.queries}")
         if not 1 <= self.min_rounds <= self.max_rounds:
             raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {self.min_rounds} and {self.max_rounds}")
 
@@ -161,21 +170,31 @@ def _relayout_all(calls: dict[str, dict[int, Call]]) -> None:
 
 
 def _time_one(call: Call, batch_size: int) -> float:
-    """Seconds per call: one call, or at small batches the mean over a block of calls."""
-    if batch_size < SMALL_BATCH:
-        # Timer handles the warm-up calls and the thread count; a block's mean is one sample.
-        timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
-        return timer.timeit(SMALL_BATCH_CALLS).mean
-    # One call of seconds: Timer.timeit would first run two untimed calls each time, tripling
-    # a round; the warm-up is done once, before the first round, instead.
+    """Seconds of one call. Warm-up runs once before the first round, not here:
+    ``torch.utils.benchmark.Timer.timeit`` would run untimed calls each time, tripling a round
+    of second-long calls, and a query must be timed alone to give a p90."""
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
 
 
-def _time_pair(reference: Call, call: Call, batch_size: int, rng: np.random.Generator) -> tuple[float, float]:
+def _time_pair(reference: Call, call: Call, batch_size: int, rng: np.random.Generator,
+               queries: int = QUERIES) -> tuple[float, float, tuple[float, float] | None]:
     """Seconds of the reference's call and of ``call``, timed back to back (order drawn at
-    random), or, when both come in the same number of slices, alternating slice by slice."""
+    random), or, when both come in the same number of slices, alternating slice by slice.
+    Below ``SMALL_BATCH``: ``queries`` such pairs, their medians, and (p90 of ``call``, p90 of
+    the reference's)."""
+    if batch_size < SMALL_BATCH:
+        ref_t, call_t = np.empty(queries), np.empty(queries)
+        for q in range(queries):
+            if rng.random() < 0.5:
+                ref_t[q] = _time_one(reference, batch_size)
+                call_t[q] = _time_one(call, batch_size)
+            else:
+                call_t[q] = _time_one(call, batch_size)
+                ref_t[q] = _time_one(reference, batch_size)
+        return (float(np.median(ref_t)), float(np.median(call_t)),
+                (float(np.quantile(call_t, 0.9)), float(np.quantile(ref_t, 0.9))))
     ref_slices, slices = getattr(reference, "slices", None), getattr(call, "slices", None)
     if ref_slices is None or slices is None or len(ref_slices) != len(slices):
         parts = [(reference, call)]
@@ -189,7 +208,7 @@ def _time_pair(reference: Call, call: Call, batch_size: int, rng: np.random.Gene
         else:
             t_call += _time_one(part, batch_size)
             t_ref += _time_one(ref_part, batch_size)
-    return t_ref, t_call
+    return t_ref, t_call, None
 
 
 @dataclass
@@ -201,6 +220,12 @@ class LatencyStats:
     ratio_lo: float  # 95% bootstrap interval over rounds
     ratio_hi: float
     rounds: int
+    # below SMALL_BATCH: the median over rounds of each round's 90th-percentile query, and the
+    # ratio of the rounds' p90s to the reference's (per_example_us and ratio are the p50s')
+    p90_us: float = float("nan")
+    p90_ratio: float = float("nan")
+    p90_ratio_lo: float = float("nan")
+    p90_ratio_hi: float = float("nan")
 
 
 @dataclass
@@ -220,6 +245,7 @@ class Rounds:
     worst_halfwidth: float
     times: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     paired: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    tails: dict[str, dict[int, list[list[float]]]] = field(default_factory=dict)  # per round [p90, reference's p90]
     threads: int = field(default_factory=torch.get_num_threads)
     method: str = f"{PROTOCOL}; each call: {INFERENCE_METHOD}"
     retired: dict[str, str] = field(default_factory=dict)  # name -> why racing stopped timing it
@@ -247,7 +273,7 @@ class Rounds:
                 f"not the +-{100 * self.target_halfwidth:.0f}% asked for; raise --time-cap or --max-rounds")
 
     def summary(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("stats", "times", "paired")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("stats", "times", "paired", "tails")}
         return {**out, "warning": self.warning()}
 
 
@@ -293,13 +319,15 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
     batch_sizes = list(calls[reference])
     big = batch_sizes[0]
     others = [n for n in calls if n != reference]
-    for name in calls:  # warm-up: one untimed call each (compiles, fills caches, allocates)
+    for name in calls:  # warm-up: untimed calls (compiles, fills caches, allocates)
         for b in batch_sizes:
-            calls[name][b]()
+            for _ in range(SMALL_BATCH_WARMUP if b < SMALL_BATCH else 1):
+                calls[name][b]()
     # Shapes: per (model, batch size) one entry per round the model was timed in (a prefix of
     # the rounds); the reference's own list grows by one per timed model per round.
     times: dict[tuple[str, int], list[float]] = {(n, b): [] for n in calls for b in batch_sizes}
     paired: dict[tuple[str, int], list[float]] = {(n, b): [] for n in others for b in batch_sizes}
+    tails: dict[tuple[str, int], list[list[float]]] = {(n, b): [] for n in others for b in batch_sizes}
     retired: dict[str, str] = {}
 
     def keep(record: dict) -> None:
@@ -308,6 +336,8 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
             for n in record["seconds"]:
                 times[n, b].append(record["seconds"][n][b])
                 paired[n, b].append(record["paired"][n][b])
+                if b in record.get("p90", {}).get(n, {}):
+                    tails[n, b].append(record["p90"][n][b])
 
     def intervals() -> dict[str, tuple[float, float, float]]:
         out = {reference: (1.0, 1.0, 1.0)}
@@ -352,16 +382,18 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
         _relayout_all(calls)
         active = [n for n in others if n not in retired]
         record: dict = {"seconds": {n: {} for n in active}, "paired": {n: {} for n in active},
-                        "reference": {b: [] for b in batch_sizes}}
+                        "reference": {b: [] for b in batch_sizes}, "p90": {n: {} for n in active}}
         if not others:
             for b in batch_sizes:
                 record["reference"][b].append(_time_one(calls[reference][b], b))
         pairs = [(n, b) for n in active for b in batch_sizes]
         for i in rng.permutation(len(pairs)):
             name, b = pairs[i]
-            t_ref, t_model = _time_pair(calls[reference][b], calls[name][b], b, rng)
+            t_ref, t_model, tail = _time_pair(calls[reference][b], calls[name][b], b, rng, protocol.queries)
             record["seconds"][name][b], record["paired"][name][b] = t_model, t_ref
             record["reference"][b].append(t_ref)
+            if tail is not None:
+                record["p90"][name][b] = list(tail)
         keep(record)
         rounds += 1
         if journal is not None:
@@ -391,11 +423,28 @@ def time_interleaved(calls: dict[str, dict[int, Call]], reference: str, protocol
             r = ((1.0, 1.0, 1.0) if name == reference
                  else ratio_interval(times[name, b], paired[name, b]))
             n_rounds = rounds if name == reference else len(times[name, b])
-            stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, n_rounds)
+            stats[name][b] = LatencyStats(b, statistics.median(per_ex), q[2] - q[0], *r, n_rounds,
+                                          *_tail_stats(name, reference, b, tails))
     raw = {name: {b: times[name, b] for b in batch_sizes} for name in calls}
     raw_paired = {name: {b: paired[name, b] for b in batch_sizes} for name in others}
+    raw_tails = {name: {b: tails[name, b] for b in batch_sizes if tails[name, b]} for name in others}
     return Rounds(stats, reference, rounds, time.perf_counter() - start, stopped_by, target, worst, raw, raw_paired,
-                  retired=retired, protocol=protocol)
+                  raw_tails, retired=retired, protocol=protocol)
+
+
+def _tail_stats(name: str, reference: str, b: int, tails: dict[tuple[str, int], list[list[float]]]
+                ) -> tuple[float, float, float, float]:
+    """p90 per example in us (median over rounds) and its ratio to the reference's, with an
+    interval; the reference's own p90 is the median of those timed beside every other model."""
+    if b >= SMALL_BATCH:
+        return (float("nan"),) * 4
+    if name == reference:
+        ref = [t[1] for (_, bb), ts in tails.items() if bb == b for t in ts]
+        return (statistics.median(ref) / b * 1e6 if ref else float("nan"), 1.0, 1.0, 1.0)
+    if not tails[name, b]:
+        return (float("nan"),) * 4
+    model_s, ref_s = np.asarray(tails[name, b]).T
+    return (float(np.median(model_s)) / b * 1e6, *ratio_interval(model_s, ref_s))
 
 
 def aa_check(stats: dict[int, LatencyStats]) -> str | None:

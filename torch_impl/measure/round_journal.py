@@ -11,7 +11,8 @@ the last one and is dropped.
 
 Shapes: header ``{"models": [name, ...], "batch_sizes": [B, ...], "protocol": PROTOCOL,
 "version": PROTOCOL_VERSION}``; each
-round ``{"seconds": {name: {B: s}}, "paired": {name: {B: s}}, "reference": {B: [s, ...]}}``:
+round ``{"seconds": {name: {B: s}}, "paired": {name: {B: s}}, "reference": {B: [s, ...]},
+"p90": {name: {B: [s, reference's s]}}}`` (p90 only at small batches, where a time is a median of queries):
 every model but the reference, its call's seconds and those of the reference's call beside
 it; the reference's calls in the order made.
 """
@@ -25,8 +26,9 @@ from typing import Any
 
 # Rounds timed another way (an older version's layout or protocol) are never merged: bump the
 # version whenever what one round measures changes (v1 paired with the reference; v2 sliced
-# pairs; v3 relayout before each round and racing; v4 the v3 rounds, the version in the header).
-PROTOCOL_VERSION = 4
+# pairs; v3 relayout before each round and racing; v4 the v3 rounds, the version in the header;
+# v5 batch 1 as single queries, p50 with p90 beside it).
+PROTOCOL_VERSION = 5
 PROTOCOL = "paired-with-reference; sliced pairs; relayout; racing"
 
 Round = dict[str, Any]  # one round's record, batch sizes as ints (see the module's doc)
@@ -63,7 +65,8 @@ class RoundJournal:
                 raw = json.loads(line)
                 rounds.append({"seconds": {n: _int_keys(v) for n, v in raw["seconds"].items()},
                                "paired": {n: _int_keys(v) for n, v in raw["paired"].items()},
-                               "reference": _int_keys(raw["reference"])})
+                               "reference": _int_keys(raw["reference"]),
+                               "p90": {n: _int_keys(v) for n, v in raw.get("p90", {}).items()}})
             except (ValueError, KeyError, TypeError, AttributeError):
                 break  # the line a kill cut short
         return rounds
