@@ -16,9 +16,9 @@ from tests.conftest import learnable_images
 from tests.helpers import ROOT
 from torch_impl.artifact import MANIFEST, WEIGHTS, load_compressed, save_compressed
 from torch_impl.checkpoint import load_model, save_model
-from torch_impl.compare.non_svd import dynamic_int8, magnitude_prune, prune_channels
+from torch_impl.compare.non_svd import magnitude_prune, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
-from torch_impl.factorize import compress_model
+from torch_impl.factorize import compress_model, dynamic_int8
 from torch_impl.files import atomic_path, write_json
 from torch_impl.inference import predict
 from torch_impl.lowrank import LowRankLinear, set_mode

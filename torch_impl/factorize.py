@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -238,3 +239,36 @@ def compress_model(model: nn.Module, rank_fraction: float | None = None,
     config = LowRankConfig(rank_fraction=rank_fraction, ranks=ranks, mode=check_mode(mode), keep_unprofitable=True)
     out = copy.deepcopy(model)
     return out, factorize_(out, config, svds=svds)
+
+
+def lowrank_as_linears(model: nn.Module) -> nn.Module:
+    """A copy with each ``LowRankLinear`` as ``Sequential(Linear(in, r, bias=False), Linear(r, out))``."""
+    out = copy.deepcopy(model)
+    for name, m in list(out.named_modules()):
+        if isinstance(m, LowRankLinear):
+            first = nn.Linear(m.in_features, m.rank, bias=False)
+            second = nn.Linear(m.rank, m.out_features, bias=m.bias is not None)
+            with torch.no_grad():
+                first.weight.copy_(m.A)
+                second.weight.copy_(m.B)
+                if m.bias is not None:
+                    second.bias.copy_(m.bias)
+            out.set_submodule(name, nn.Sequential(first, second))
+    return out
+
+
+def dynamic_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization of every linear layer, low-rank factors included (CPU only,
+    as torch's kernels are): int8 weights, activations quantized per call.
+
+    This stays on ``torch.ao`` (deprecated, removal planned) for eager: torchao's
+    ``Int8DynamicActivationInt8WeightConfig`` is meant for ``torch.compile``, and in eager it was
+    no faster than fp32 on this network's MLP, while torch.ao's int8 was ~3x faster. Under
+    torch.compile torchao wins (``torch_impl/deploy/int8.py``)."""
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("dynamic int8 quantization runs on the CPU: move the model there first")
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(lowrank_as_linears(model).eval(), {nn.Linear}, dtype=torch.qint8)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.compare.synthetic import DENSE, synthetic
-from torch_impl.compare.frontier import TARGETS, frontier, verdict_line
+from torch_impl.compare.frontier import TARGETS, frontier
+from torch_impl.measure.targets import verdict_line
 
 
 def _row(method: str, val_acc: float, ratio: float, test_diff: float, p: float = 0.001, val_p: float = 0.001):

@@ -7,15 +7,9 @@ import torch
 from torch import nn
 
 from torch_impl.compare.finetune import zero_fraction
-from torch_impl.compare.non_svd import (
-    drop_hidden_mlp,
-    dynamic_int8,
-    lowrank_as_linears,
-    magnitude_prune,
-    prune_channels,
-)
+from torch_impl.compare.non_svd import drop_hidden_mlp, magnitude_prune, prune_channels
 from torch_impl.compare.recipes import Context
-from torch_impl.factorize import compress_model
+from torch_impl.factorize import compress_model, dynamic_int8, lowrank_as_linears
 
 INT8_RTOL = 0.1  # int8 weights: logits agree to ~1-5% of their spread, not to fp32 round-off
 SAME_FUNCTION_TOL = 1e-5  # one function rebuilt in other modules: measured 0 on an Intel Xeon

@@ -17,7 +17,6 @@ from tests.test_factorize import inputs as own_inputs
 from tests.test_factorize import seeded
 from torch_impl import LowRankConfig, factorize_
 from torch_impl.artifact import save_compressed
-from torch_impl.compare.non_svd import dynamic_int8
 from torch_impl.deploy.export import (
     SUFFIX,
     check_export,
@@ -28,7 +27,7 @@ from torch_impl.deploy.export import (
     graph_weight_shapes,
     weight_shapes,
 )
-from torch_impl.factorize import compress_model
+from torch_impl.factorize import compress_model, dynamic_int8
 from torch_impl.lowrank import LowRankLinear
 from torch_impl.model import SMALL_WIDTHS, build_model
 

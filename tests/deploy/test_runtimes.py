@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from tests.conftest import learnable_images
-from torch_impl.compare.non_svd import dynamic_int8
 from torch_impl.deploy.int8 import as_torchao_int8, dequantized
 from torch_impl.deploy.report import matrix_report, runtime_plot, write_matrix
 from torch_impl.deploy.runtimes import AA_NAME, RUNTIMES, runtime_matrix
-from torch_impl.factorize import compress_model
+from torch_impl.factorize import compress_model, dynamic_int8
 from torch_impl.measure.latency import TimingProtocol
 from torch_impl.model import FlattenHWC, Normalize, haiku_init_
 

@@ -223,7 +223,7 @@ def test_a_sliced_pair_alternates_slice_by_slice_and_sums_each_side(monkeypatch)
 
 
 def test_relayout_moves_every_weight_and_keeps_the_outputs() -> None:
-    from torch_impl.compare.non_svd import dynamic_int8
+    from torch_impl.factorize import dynamic_int8
 
     images = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8)
     for model in (TinyNet().eval(), compress_model(TinyNet(), rank_fraction=0.5)[0].eval(), dynamic_int8(TinyNet())):

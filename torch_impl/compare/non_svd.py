@@ -9,21 +9,17 @@ Each returns a new model and leaves its input untouched:
   * ``prune_channels``: structured pruning of the convolutions' output channels (the
     filters with the largest L1 norms stay, as in Li et al. 2017), which shrinks the work
     at 32x32 resolution that no low-rank factorization removes; fine-tune after;
-  * ``dynamic_int8``: ``torch.ao.quantization.quantize_dynamic`` on every linear layer
-    (int8 weights, activations quantized per batch). ``LowRankLinear`` factors are first
-    turned into two ``nn.Linear`` so that low-rank + int8 combine.
+and int8 is ``torch_impl.factorize.dynamic_int8`` (the deployment frontier applies it too).
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from torch_impl.lowrank import LowRankLinear
 from torch_impl.model import DEFAULT_POOLING, FLAT_FEATURES_BY_POOLING, NUM_CLASSES, haiku_init_
 
 
@@ -62,41 +58,6 @@ def make_permanent(model: nn.Module) -> nn.Module:
         if prune.is_pruned(m) and isinstance(m, nn.Linear):
             prune.remove(m, "weight")
     return model
-
-
-def lowrank_as_linears(model: nn.Module) -> nn.Module:
-    """A copy with each ``LowRankLinear`` as ``Sequential(Linear(in, r, bias=False), Linear(r, out))``."""
-    out = copy.deepcopy(model)
-    for name, m in list(out.named_modules()):
-        if isinstance(m, LowRankLinear):
-            first = nn.Linear(m.in_features, m.rank, bias=False)
-            second = nn.Linear(m.rank, m.out_features, bias=m.bias is not None)
-            with torch.no_grad():
-                first.weight.copy_(m.A)
-                second.weight.copy_(m.B)
-                if m.bias is not None:
-                    second.bias.copy_(m.bias)
-            out.set_submodule(name, nn.Sequential(first, second))
-    return out
-
-
-def dynamic_int8(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantization of every linear layer (CPU only, as torch's kernels are).
-
-    This stays on ``torch.ao`` (deprecated, removal planned) because the comparison times every
-    model in eager, and torchao's ``Int8DynamicActivationInt8WeightConfig`` is meant for
-    ``torch.compile``: in eager it was no faster than fp32 on this network's MLP, while torch.ao's
-    int8 was ~3x faster. Under torch.compile, torchao wins, and the runtime matrix uses it there
-    (``torch_impl/deploy/int8.py``): the same int8 weights took 0.667x [0.570, 0.756] of torch.ao-eager's
-    time at batch 10,000 and 2.11 vs 2.29 ms/example at batch 1 (runtime_matrix.py, 8 rounds,
-    Intel Xeon, 2 cores; accuracy 70.36% vs 70.29%)."""
-    if next(model.parameters()).device.type != "cpu":
-        raise ValueError("dynamic int8 quantization runs on the CPU: move the model there first")
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(lowrank_as_linears(model).eval(), {nn.Linear}, dtype=torch.qint8)
 
 
 def prune_channels(model: nn.Module, keep_conv1: int, keep_conv2: int) -> nn.Module:

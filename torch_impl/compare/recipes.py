@@ -20,11 +20,11 @@ from torch_impl.compare.config import CompareConfig
 from torch_impl.compare.finetune import finetune, zero_fraction
 from torch_impl.compare.from_scratch import INIT_SEED, random_low_rank, train_from_scratch
 from torch_impl.compare.nested_rank import NestedRanks, low_rank_layers, truncate
-from torch_impl.compare.non_svd import drop_hidden_mlp, dynamic_int8, magnitude_prune, make_permanent, prune_channels
+from torch_impl.compare.non_svd import drop_hidden_mlp, magnitude_prune, make_permanent, prune_channels
 from torch_impl.compare.pool_fold import fold_pools
 from torch_impl.data import CIFAR10DataModule
 from torch_impl.data_aware import data_aware_compress, output_spectra
-from torch_impl.factorize import compress_model
+from torch_impl.factorize import compress_model, dynamic_int8
 from torch_impl.inference import MLP_CHUNK
 from torch_impl.lowrank import model_svds
 from torch_impl.measure.cost import count_macs

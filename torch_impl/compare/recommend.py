@@ -10,34 +10,20 @@ with this table and ``recommended.json`` holds the same rows.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from torch_impl.measure.results import Result, candidates, dense_of
+from torch_impl.measure.results import Result
 from torch_impl.measure.stats import fmt_interval
+from torch_impl.measure.targets import choose as choose_within
 
 BUDGETS = (0.5, 0.25)  # time over dense fp32 eager's, batch 10,000
 WITHIN_PP = 1.0  # validation accuracy points below dense's for the "fastest close to dense" row
 
 
-def _timed(r: Result) -> bool:
-    lo, hi = r.ratio_interval()
-    return not (math.isnan(lo) or math.isnan(hi))
-
-
 def choose(results: list[Result]) -> list[tuple[str, Result | None]]:
     """(the budget in words, the chosen result or None) for each budget, then the fastest close to dense."""
-    dense = dense_of(results)
-    pool = [r for r in candidates(results) if _timed(r) and r.val_acc is not None]
-    out: list[tuple[str, Result | None]] = []
-    for limit in BUDGETS:
-        within = [r for r in pool if r.ratio_interval()[1] <= limit]
-        out.append((f"at most {limit:g}x dense time", max(within, key=lambda r: r.val_acc, default=None)))
-    # rounded: accuracies are counts over images, and 0.70 - 0.69 is 0.0100000000000000009 in floats
-    close = [r for r in pool if dense is not None and round(100 * (dense.val_acc - r.val_acc), 9) <= WITHIN_PP]
-    out.append((f"fastest within {WITHIN_PP:g} pp of dense", min(close, key=lambda r: r.ratio(), default=None)))
-    return out
+    return choose_within(results, BUDGETS, WITHIN_PP)
 
 
 def _interval(r: Result, b: int) -> list[float] | None:

@@ -19,9 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from torch_impl.compare.answers import pareto_front, plain_svd  # noqa: E402
-from torch_impl.compare.frontier import FRONTIER_FAMILIES, frontier, verdict_line  # noqa: E402
+from torch_impl.compare.frontier import FRONTIER_FAMILIES, frontier  # noqa: E402
 from torch_impl.files import atomic_path, write_text  # noqa: E402
 from torch_impl.measure.results import Result, candidates, dense_of  # noqa: E402
+from torch_impl.measure.targets import verdict_line  # noqa: E402
 
 WITHIN_PP_AT_SVD_LATENCY = 0.5  # target 1: this close to dense at plain SVD f=0.2's latency
 WITHIN_PP_AT_QUARTER = 1.5  # target 2: this close to dense at a quarter of its latency

@@ -23,6 +23,8 @@ import copy
 import torch
 from torch import nn
 
+from torch_impl.factorize import lowrank_as_linears
+
 
 def has_dynamic_int8(model: nn.Module) -> bool:
     """Whether ``model`` holds torch.ao dynamic int8 linears."""
@@ -52,13 +54,18 @@ def dequantized(model: nn.Module) -> nn.Module:
 def as_torchao_int8(model: nn.Module) -> nn.Module:
     """``model``'s int8 linears on torchao's path (``quantize_`` with
     ``Int8DynamicActivationInt8WeightConfig``), to be run under ``torch.compile``."""
+    if not has_dynamic_int8(model):
+        raise ValueError("as_torchao_int8 expects a model with torch.ao dynamic int8 linears (dynamic_int8's output)")
+    return torchao_int8(dequantized(model))
+
+
+def torchao_int8(model: nn.Module) -> nn.Module:
+    """A copy of an fp32 ``model`` with every linear layer, low-rank factors included, on
+    torchao's dynamic int8 path (weights rounded once, per output row), for ``torch.compile``."""
     try:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
     except ImportError as err:
         raise ValueError("torchao is not installed: pip install -e '.[deploy]'") from err
-    if not has_dynamic_int8(model):
-        raise ValueError("as_torchao_int8 expects a model with torch.ao dynamic int8 linears (dynamic_int8's output)")
-    out = dequantized(model).eval()
-    quantize_(out, Int8DynamicActivationInt8WeightConfig(),
-              filter_fn=lambda m, _: isinstance(m, nn.Linear))
+    out = lowrank_as_linears(model).eval()
+    quantize_(out, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
     return out
