@@ -63,7 +63,7 @@ def compiled_predict(model: nn.Module) -> tuple[Predict, int]:
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             feats = _chunked(trunk_c, torch.from_numpy(x), chunk)
-            return _chunked(mlp_c, feats, max(chunk, MLP_CHUNK)).numpy()
+            return _chunked(mlp_c, feats, max(chunk, MLP_CHUNK)).float().numpy()
     return run, breaks
 
 
@@ -74,6 +74,18 @@ def onnxruntime_predict(model: nn.Module, path: Path, images: np.ndarray, labels
     check = check_export(model, path, "onnx", images, labels)
     run = runner(path, "onnx", threads=torch.get_num_threads())
     return lambda x: np.concatenate([run(x[i: i + ORT_CHUNK]) for i in range(0, len(x), ORT_CHUNK)]), check
+
+
+def allow_recompiles(n_models: int) -> None:
+    """Room in dynamo's caches for ``n_models`` compiled models, and a loud failure past it.
+
+    Every model's trunk and MLP share their code objects, so dynamo caches them under one entry
+    per code object, guarded on the module and on batch size 1 vs more: past its default limit
+    of 8 recompiles it silently runs the rest in eager, and "compile" rows would time eager."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * n_models)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit,
+                                                           64 * n_models)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
 def _call(fn: Predict, batch: np.ndarray) -> Call:
@@ -87,15 +99,7 @@ def runtime_matrix(models: dict[str, nn.Module], images: np.ndarray, labels: np.
     ``reference`` in the same runtime with its 95% interval; and the timing summary."""
     if reference not in models:
         raise ValueError(f"the reference {reference!r} is not among the models {list(models)}")
-    # Every model's trunk and MLP share their code objects, so dynamo caches them under one
-    # entry per code object, guarded on the module and on batch size 1 vs more: past its
-    # default limit of 8 recompiles it silently runs the rest in eager, and "compile" rows
-    # would time eager. Room for every model's graphs, both batch regimes, with margin.
-    # And should the limit still be hit, fail loudly instead.
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(models))
-    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit,
-                                                           64 * len(models))
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    allow_recompiles(len(models))
     calls: dict[str, dict[int, Call]] = {}
     rows: dict[str, dict[str, Any]] = {}
     skipped: list[dict[str, str]] = []
