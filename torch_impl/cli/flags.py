@@ -163,12 +163,16 @@ def add_timing_args(p: argparse.ArgumentParser, time_cap_s: float) -> None:
     p.add_argument("--max-rounds", type=positive_int, default=d.max_rounds, help="rounds at most")
     p.add_argument("--time-cap", type=positive_float, default=time_cap_s,
                    help="seconds of timing rounds at most; a warning says if it stopped them")
+    p.add_argument("--queries", type=positive_int, default=d.queries,
+                   help="single-image queries per model per round at batch 1 (p50 and p90 over them; at least 10)")
 
 
 def timing_protocol(args: argparse.Namespace) -> TimingProtocol:
     if args.min_rounds > args.max_rounds:
         raise ValueError(f"--min-rounds {args.min_rounds} exceeds --max-rounds {args.max_rounds}; lower it")
-    return TimingProtocol(args.target, args.min_rounds, args.max_rounds, args.time_cap)
+    if args.queries < 10:
+        raise ValueError(f"--queries {args.queries} is too few for a p90; use at least 10")
+    return TimingProtocol(args.target, args.min_rounds, args.max_rounds, args.time_cap, args.queries)
 
 
 class InputError(SystemExit):

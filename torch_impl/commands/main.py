@@ -12,7 +12,8 @@ import sys
 from importlib.util import find_spec
 
 COMMANDS = {"train": "train", "sweep": "sweep_ranks", "compare": "compare_methods", "replicate": "replicate",
-            "export": "export", "verify": "verify_models", "runtimes": "runtime_matrix", "parity": "parity_report",
+            "export": "export", "verify": "verify_models", "runtimes": "runtime_matrix", "deploy": "deploy_frontier",
+            "parity": "parity_report",
             "bench-inference": "bench_inference", "bench-training": "bench_training"}
 
 

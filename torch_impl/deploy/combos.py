@@ -89,9 +89,9 @@ def torch_predict(model: nn.Module, precision: str, runtime: str) -> Built:
     return Built(run, module=module, source=model, notes=notes)
 
 
-def ort_predict(path: Path, threads: int) -> Predict:
+def ort_predict(path: Path, threads: int, write_optimized: bool = False) -> Predict:
     """ONNX Runtime on ``path`` in calls of ``ORT_CHUNK`` images (``deploy/runtimes.py``)."""
-    run = runner(path, "onnx", threads=threads)
+    run = runner(path, "onnx", threads=threads, write_optimized=write_optimized)
     return lambda x: np.concatenate([run(x[i: i + ORT_CHUNK]) for i in range(0, len(x), ORT_CHUNK)])
 
 

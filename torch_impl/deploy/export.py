@@ -125,21 +125,25 @@ def weight_shapes(tensors) -> Counter:
     return Counter(_key(t.shape) for t in tensors)
 
 
-def runner(path: Path, fmt: str, threads: int | None = None):
+def runner(path: Path, fmt: str, threads: int | None = None, write_optimized: bool = True):
     """A function ``uint8 images [N, 32, 32, 3] (numpy) -> logits (numpy)`` running the file; for
     ONNX, ONNX Runtime's CPU provider with its default (full) graph optimizations, the graph it
     actually runs written beside the file as ``*.ort-optimized.onnx``, and ``threads`` intra-op
-    threads (None: ONNX Runtime's default)."""
+    threads (None: ONNX Runtime's default); ``write_optimized=False`` writes nothing."""
     if fmt == "onnx":
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.optimized_model_filepath = str(optimized_path(path))
+        if write_optimized:
+            options.optimized_model_filepath = str(optimized_path(path))
         # The optimized graph is written to be inspected, not shipped: ORT warns on every save
         # that it may hold hardware-specific nodes, which is expected here.
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = threads
+        # Worker threads that spin after a call would steal the cores from the next call, which in
+        # interleaved timing is another model's: they sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda x: session.run(["logits"], {"images": x})[0]
     module = torch.export.load(str(path)).module()
