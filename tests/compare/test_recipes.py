@@ -29,7 +29,7 @@ SAME_PATH_AS_ANOTHER = {"SVD f=0.5", "SVD f=0.1", "energy tau=0.7", "budget 2M M
                         "folded pools + nested-rank KD 3 (4M), ranks x0.25"}
 
 
-def mac_proportional_table(model: nn.Module, batch_size: int) -> LatencyTable:
+def mac_proportional_table(model: nn.Module, batch_size: int, **_) -> LatencyTable:
     """A latency table whose times are proportional to MACs, for every linear shape of ``model``.
     The recipe that spends ranks by measured time then runs its code deterministically on the
     small network (whose per-call overhead would swamp real timings); the measurement itself is

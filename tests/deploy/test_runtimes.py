@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from tests.conftest import learnable_images
+from tests.deploy.nets import SmallNet
 from torch_impl.deploy.int8 import as_torchao_int8, dequantized
 from torch_impl.deploy.report import matrix_report, runtime_plot, write_matrix
 from torch_impl.deploy.runtimes import AA_NAME, RUNTIMES, runtime_matrix
 from torch_impl.factorize import compress_model, dynamic_int8
 from torch_impl.measure.latency import TimingProtocol
-from torch_impl.model import FlattenHWC, Normalize, haiku_init_
 
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
 SAME_FUNCTION_ACC = 0.0  # one model's test accuracy in every runtime: fp32 round-off flips no class here
@@ -23,21 +23,6 @@ SAME_FUNCTION_ACC = 0.0  # one model's test accuracy in every runtime: fp32 roun
 # 0.016 (torch.ao) and 0.021 (torchao: its weights round twice, see torch_impl/deploy/int8.py) over
 # three image seeds.
 INT8_VS_FP32_ATOL = 0.05
-
-
-class SmallNet(nn.Module):
-    """``Net``'s layout (normalize, features, classifier) at a size that compiles in seconds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.normalize = Normalize()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, 2), FlattenHWC())
-        self.classifier = nn.Sequential(nn.Linear(16 * 16 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
-        torch.manual_seed(0)
-        haiku_init_(self)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(images)))
 
 
 @pytest.mark.slow

@@ -65,3 +65,23 @@ def test_measure_times_every_shape_once() -> None:
     assert sorted(t.factorized[(32, 24)]) == rank_grid(32, 24, 4)
     assert all(v > 0 for v in t.dense.values()) and all(v > 0 for d in t.factorized.values() for v in d.values())
     assert t.to_json()["layers"][0]["in"] == 24 and torch.get_num_threads() >= 1
+
+
+def test_measure_hands_each_layer_and_factor_pair_to_the_runner() -> None:
+    """The runner sees the dense layer and, per grid rank, the pair ``Linear(in, r)``, ``Linear(r, out)``
+    holding the dense weight's first rows and columns; the table is labelled with its runtime."""
+    seen = []
+
+    def runner(layer: nn.Module, x: torch.Tensor):
+        seen.append(layer)
+        return lambda: layer(x)
+    t = measure(nn.Sequential(nn.Linear(32, 24)), batch_size=8, multiple=4, min_run_s=0.01, runner=runner,
+                runtime="onnxruntime", precision="int8-static")
+    dense, pairs = seen[0], seen[1:]
+    assert isinstance(dense, nn.Linear) and dense.weight.shape == (24, 32)
+    assert [p[0].out_features for p in pairs] == rank_grid(32, 24, 4) == sorted(t.factorized[(32, 24)])
+    for p in pairs:
+        r = p[0].out_features
+        assert p[0].bias is None and torch.equal(p[0].weight, dense.weight[:r])
+        assert torch.equal(p[1].weight, dense.weight[:, :r]) and p[1].weight.shape == (24, r)
+    assert t.to_json()["runtime"] == "onnxruntime" and t.to_json()["precision"] == "int8-static"

@@ -57,8 +57,12 @@ from torch_impl.compare.run import (
     write_outputs,
 )
 from torch_impl.data import CIFAR10DataModule, DataError
+from torch_impl.deploy.combos import RUNTIMES
+from torch_impl.deploy.layer_runners import layer_runner
+from torch_impl.deploy.precision import PRECISIONS, Unsupported
 from torch_impl.files import sha256
 from torch_impl.measure.latency import batch_sizes_for
+from torch_impl.measure.latency_table import eager_fp32
 from torch_impl.measure.results import Result
 from torch_impl.measure.size import stored_bytes
 from torch_impl.measure.text import describe_timing
@@ -82,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="training images for the data-aware factors")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="the recipes' draws: calibration images, fine-tunes' data order and init, nested ranks")
+    p.add_argument("--rank-runtime", choices=RUNTIMES, default=d.rank_runtime,
+                   help="the runtime the measured-latency rank rule's table is timed in (the one you deploy to)")
+    p.add_argument("--rank-precision", choices=PRECISIONS, default=d.rank_precision,
+                   help="the precision that table is timed in")
     p.add_argument("--recipes", default="default",
                    help="default (the set that decides), all, or semicolon-separated names (see --list)")
     p.add_argument("--only", dest="recipes", help=argparse.SUPPRESS)  # the older name of --recipes
@@ -138,7 +146,10 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
                   "fold or prune around spatial pools do not apply and are left out")
         config = CompareConfig(finetune_steps=args.finetune_steps, distill_steps=args.distill_steps,
                                long_distill_steps=args.long_distill_steps, fold_budget=args.fold_budget,
-                               calib_images=args.calib_images, pooling=dense.pooling, seed=args.seed)
+                               calib_images=args.calib_images, pooling=dense.pooling, seed=args.seed,
+                               rank_runtime=args.rank_runtime, rank_precision=args.rank_precision)
+        runner = (layer_runner(args.rank_runtime, args.rank_precision, out_dir / "layer_onnx")
+                  if (args.rank_runtime, args.rank_precision) != ("eager", "fp32") else eager_fp32)
         recipes = select_recipes(default_recipes(config), args.recipes)
         # none of the points is larger than the dense model
         check_free_disk(out_dir, len(recipes) * stored_bytes(dense), f"keeping {len(recipes)} models in points/")
@@ -146,10 +157,11 @@ def _run(args: argparse.Namespace, out_dir: Path) -> list[dict]:
             "checkpoint_sha256": sha256(args.checkpoint), **config.as_dict(),
             "n_train": len(dm.numpy_splits()["train"][1]), "n_val": len(splits["val"][1]),
             "test_limit": args.test_limit}, force=args.overwrite)
-    except (DataError, ValueError, FileNotFoundError) as err:
+    except (DataError, ValueError, FileNotFoundError, Unsupported) as err:
         fail(err)
     origin = provenance()  # the code and machine as the run starts (the tree may change while it runs)
-    ctx = make_context(dense, dm, config.calib_images, seed=config.seed)
+    ctx = make_context(dense, dm, config.calib_images, seed=config.seed, layer_runner=runner,
+                       layer_runtime=(config.rank_runtime, config.rank_precision))
 
     def show(r: Result) -> None:
         print(f"{r.method:<52} validation {100 * r.val_acc:6.2f}%  test {100 * r.test_acc:6.2f}%", flush=True)

@@ -29,7 +29,9 @@ class CompareConfig:
     training images for the data-aware factors; ``pooling``: the network's, which decides
     what applies; ``seed``: the recipes' own randomness (the calibration draw, fine-tunes' data
     order and init, the nested-rank draws, the from-scratch init), so a replicate on another
-    dense checkpoint also draws its recipes anew."""
+    dense checkpoint also draws its recipes anew; ``rank_runtime`` and ``rank_precision``: where
+    the measured-latency rank rule's table is timed (the runtime and precision the models will
+    run in; ``torch_impl.deploy.layer_runners``)."""
 
     finetune_steps: int = 400
     distill_steps: int = 1500
@@ -44,6 +46,11 @@ class CompareConfig:
     calib_images: int = 2048
     pooling: str = DEFAULT_POOLING
     seed: int = 0
+    rank_runtime: str = "eager"
+    rank_precision: str = "fp32"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "nested_fractions": list(self.nested_fractions)}
+        out = {**asdict(self), "nested_fractions": list(self.nested_fractions)}
+        # the default table (fp32 eager) is the one every earlier run used: their points stay valid
+        return {k: v for k, v in out.items()
+                if not (k in ("rank_runtime", "rank_precision") and v == getattr(CompareConfig, k))}

@@ -28,6 +28,7 @@ from torch_impl.factorize import compress_model, dynamic_int8
 from torch_impl.inference import MLP_CHUNK
 from torch_impl.lowrank import model_svds
 from torch_impl.measure.cost import count_macs
+from torch_impl.measure.latency_table import LayerRunner, eager_fp32
 from torch_impl.measure.latency_table import measure as measure_latency
 from torch_impl.model import CONV_LAYERS, check_pooling
 from torch_impl.rank_select import budget_ranks, energy_ranks, ranks_macs
@@ -47,6 +48,8 @@ class Context:
     datamodule: CIFAR10DataModule
     accelerator: str = "auto"
     seed: int = 0  # CompareConfig.seed: every recipe's draws
+    layer_runner: LayerRunner = eager_fp32  # how the latency table times a layer (CompareConfig.rank_runtime)
+    layer_runtime: tuple[str, str] = ("eager", "fp32")  # (runtime, precision) the runner times in
     shared: dict[str, Any] = field(default_factory=dict)  # what several recipes start from
 
     def once(self, key: str, make: Callable[[], Any]) -> Any:
@@ -162,19 +165,23 @@ def _folded(budget: int | None, ranks_from: str = "outputs", conv_ranks: tuple[i
 
 def _by_latency(mac_budget: int) -> tuple[Builder, dict[str, Any]]:
     """Folded pools, then the MLP's ranks spent against this host's measured time
-    (``latency_table``, at the MLP's inference chunk) instead of MACs: the budget is the time the
+    (``latency_table``, at the MLP's inference chunk, in ``Context.layer_runtime``) instead of
+    MACs: the budget is the time the
     MAC rule's ranks at ``mac_budget`` take by the same table, so the two allocations cost the
     same predicted time and differ only in where it goes."""
     def build(ctx: Context) -> tuple[nn.Module, dict]:
         folded = fold_pools(ctx.dense)
         spectra = output_spectra(folded, ctx.calib_images)
-        table = ctx.once("latency table", lambda: measure_latency(folded, MLP_CHUNK))
+        table = ctx.once("latency table", lambda: measure_latency(folded, MLP_CHUNK, runner=ctx.layer_runner,
+                                                                   runtime=ctx.layer_runtime[0],
+                                                                   precision=ctx.layer_runtime[1]))
         linears = [(n, m) for n, m in folded.named_modules() if isinstance(m, nn.Linear)]
         by_macs = budget_ranks(folded, mac_budget, layer_spectra=spectra)
         seconds = sum(table.cost(by_macs.get(n), m.in_features, m.out_features) for n, m in linears)
         ranks = budget_ranks(folded, seconds, layer_spectra=spectra, cost=table.cost, unit="s per example")
         return data_aware_compress(folded, ranks, ctx.calib_images), {
-            "ranks": dict(ranks), "mac_rule_ranks": dict(by_macs), "latency_budget_us": 1e6 * seconds}
+            "ranks": dict(ranks), "mac_rule_ranks": dict(by_macs), "latency_budget_us": 1e6 * seconds,
+            "latency_table_in": " ".join(ctx.layer_runtime)}
     return build, {"pool_fold": True, "rule": "latency", "latency_of_mlp_budget": mac_budget, "data_aware": True}
 
 

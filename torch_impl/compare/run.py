@@ -29,6 +29,7 @@ from torch_impl.data import CIFAR10DataModule
 from torch_impl.files import write_json
 from torch_impl.inference import accuracy
 from torch_impl.measure.latency import DEFAULT_TIMING, TimingProtocol, batch_sizes_for
+from torch_impl.measure.latency_table import LayerRunner, eager_fp32
 from torch_impl.measure.results import CONTROL_FAMILY, Result, write_results
 from torch_impl.measure.roofline import measure_roofline
 from torch_impl.measure.score import control_result, evaluate_into, time_into, timing_summary
@@ -58,14 +59,15 @@ def select_recipes(recipes: list[Recipe], wanted: str | None) -> list[Recipe]:
 
 
 def make_context(dense: nn.Module, dm: CIFAR10DataModule, calib_images: int, accelerator: str = "cpu",
-                 svds: dict | None = None, seed: int = 0) -> Context:
+                 svds: dict | None = None, seed: int = 0, layer_runner: LayerRunner = eager_fp32,
+                 layer_runtime: tuple[str, str] = ("eager", "fp32")) -> Context:
     """The dense model, its SVDs (computed once, when a recipe first needs them, unless passed),
     and calibration images drawn from the training split with ``seed`` (``CompareConfig.seed``,
     which the recipes' other draws use too)."""
     train_images = dm.numpy_splits()["train"][0]
     calib_idx = np.random.default_rng(seed).permutation(len(train_images))[:calib_images]
     return Context(dense.eval(), svds, torch.from_numpy(train_images[calib_idx]), dm, accelerator=accelerator,
-                   seed=seed)
+                   seed=seed, layer_runner=layer_runner, layer_runtime=layer_runtime)
 
 
 SAVE_CHOICES = ("front", "all", "none")

@@ -7,22 +7,29 @@ host and runtime, each layer shape dense and factorized at a grid of ranks at on
 and ``cost`` reads it (linear between measured ranks) in the form ``rank_select.budget_ranks``
 takes, so the budget rule spends a latency budget.
 
+Ranks are chosen for the runtime and precision the model will run in: ``measure``'s ``runner``
+turns each layer (an ``nn.Linear``, or the factor pair as ``nn.Sequential(Linear(in, r),
+Linear(r, out))``) into a call in that runtime (``torch_impl.deploy.layer_runners`` builds them
+for ONNX Runtime, OpenVINO, bf16 and int8); the default is fp32 torch eager.
+
 Shapes (N = batch): dense  x [N, in] @ W.T [in, out];  factorized  (x @ A.T [in, r]) @ B.T [r, out].
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils import benchmark
 
 from torch_impl.lowrank import break_even_rank
 
 MIN_RUN_S = 0.2  # per entry: blocked_autorange repeats the call for at least this long
+# (a layer computing [N, in] -> [N, out], its input) -> a call running it in the target runtime
+LayerRunner = Callable[[nn.Module, torch.Tensor], Callable[[], object]]
 
 
 def rank_grid(in_features: int, out_features: int, multiple: int = 8) -> list[int]:
@@ -43,6 +50,8 @@ class LatencyTable:
     """Seconds per example of each shape: ``dense[(in, out)]`` and ``factorized[(in, out)][rank]``."""
 
     batch_size: int
+    runtime: str = "eager"
+    precision: str = "fp32"
     dense: dict[tuple[int, int], float] = field(default_factory=dict)
     factorized: dict[tuple[int, int], dict[int, float]] = field(default_factory=dict)
 
@@ -63,7 +72,7 @@ class LatencyTable:
         return max(t0 + (t1 - t0) * (rank - r0) / (r1 - r0), 0.0)
 
     def to_json(self) -> dict:
-        return {"batch_size": self.batch_size,
+        return {"batch_size": self.batch_size, "runtime": self.runtime, "precision": self.precision,
                 "layers": [{"in": i, "out": o, "dense_s": self.dense[(i, o)],
                             "factorized_s": {str(r): t for r, t in self.factorized[(i, o)].items()}}
                            for i, o in sorted(self.dense)]}
@@ -74,21 +83,38 @@ def _time(fn, min_run_s: float) -> float:
                            ).blocked_autorange(min_run_time=min_run_s).median
 
 
-@torch.inference_mode()
+def eager_fp32(layer: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """The default runner: the layer in fp32 torch eager."""
+    def call() -> object:
+        with torch.inference_mode():
+            return layer(x)
+    return call
+
+
 def measure(model: nn.Module, batch_size: int, multiple: int = 8, min_run_s: float = MIN_RUN_S,
-            grid: dict[tuple[int, int], list[int]] | None = None) -> LatencyTable:
-    """Times every ``nn.Linear`` shape of ``model`` on random float32 data at ``batch_size``."""
-    table = LatencyTable(batch_size)
+            grid: dict[tuple[int, int], list[int]] | None = None, runner: LayerRunner = eager_fp32,
+            runtime: str = "eager", precision: str = "fp32") -> LatencyTable:
+    """Times every ``nn.Linear`` shape of ``model`` on random float32 data at ``batch_size``,
+    dense and at each rank of its grid, each as ``runner`` runs it (``runtime`` and
+    ``precision`` label the table)."""
+    table = LatencyTable(batch_size, runtime, precision)
     g = torch.Generator().manual_seed(0)
     for m in model.modules():
         if not isinstance(m, nn.Linear) or (m.in_features, m.out_features) in table.dense:
             continue
         i, o = m.in_features, m.out_features
         x = torch.randn(batch_size, i, generator=g)
-        w, b = torch.randn(o, i, generator=g), torch.zeros(o)
-        table.dense[(i, o)] = _time(lambda: F.linear(x, w, b), min_run_s) / batch_size
+        dense = nn.Linear(i, o)
+        with torch.no_grad():
+            dense.weight.copy_(torch.randn(o, i, generator=g) / i ** 0.5)
+            dense.bias.zero_()
+        table.dense[(i, o)] = _time(runner(dense.eval(), x), min_run_s) / batch_size
         table.factorized[(i, o)] = {}
         for r in (grid or {}).get((i, o)) or rank_grid(i, o, multiple):
-            a, bb = w[:r].contiguous(), w[:, :r].contiguous()
-            table.factorized[(i, o)][r] = _time(lambda: F.linear(F.linear(x, a), bb, b), min_run_s) / batch_size
+            pair = nn.Sequential(nn.Linear(i, r, bias=False), nn.Linear(r, o))
+            with torch.no_grad():
+                pair[0].weight.copy_(dense.weight[:r])
+                pair[1].weight.copy_(dense.weight[:, :r])
+                pair[1].bias.zero_()
+            table.factorized[(i, o)][r] = _time(runner(pair.eval(), x), min_run_s) / batch_size
     return table
