@@ -5,6 +5,7 @@
 # More:
 #   make run-all    make run, then the torch-vs-JAX parity report, every recipe, and the runtime matrix
 #   make replicate  train two more seeds (SEEDS) and run the comparison on all three: which claims hold
+#   make deploy     make run, then the deployment frontier: its models x precision x runtime, winners saved
 #   make test-fast  the tests not marked slow (for development)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,7 +23,7 @@ ifdef CIFAR10_DIR
 export CIFAR10_DIR
 endif
 
-.PHONY: install run run-all replicate test test-fast lint clean
+.PHONY: install run run-all replicate deploy test test-fast lint clean
 
 # pip byte-compiles the packages one file at a time (90 s of a 140 s install on 2 cores);
 # compileall does it on every core (30 s). Like pip, it skips files this Python cannot compile
@@ -45,7 +46,11 @@ run: install $(OUT)/sweep/sweep.json $(OUT)/compare/compare.json
 	@echo
 	@awk '/^## Recommendation/{on=1} /^## How this was measured/{on=0} on' $(OUT)/compare/REPORT.md
 
-run-all: run $(OUT)/sweep_all/sweep.json $(OUT)/parity/parity.json $(OUT)/compare_all/compare.json $(OUT)/compare_all/runtimes/runtimes.json
+run-all: run $(OUT)/sweep_all/sweep.json $(OUT)/parity/parity.json $(OUT)/compare_all/compare.json \
+	$(OUT)/compare_all/runtimes/runtimes.json $(OUT)/compare/deploy/frontier.json
+
+deploy: run $(OUT)/compare/deploy/frontier.json
+	@awk '/^## Recommendation/{on=1} /^## Every timed/{on=0} on' $(OUT)/compare/deploy/FRONTIER.md
 
 $(OUT)/train/model.pt: | install
 	$(PY) scripts/train.py --out-dir $(OUT)/train $$(test -d $(OUT)/train/checkpoints && echo --resume) $(TRAIN_ARGS)
@@ -78,6 +83,13 @@ $(OUT)/compare_all/compare.json: $(OUT)/train/model.pt
 
 $(OUT)/compare_all/runtimes/runtimes.json: $(OUT)/compare_all/compare.json
 	$(PY) scripts/runtime_matrix.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare_all --overwrite
+
+# Every model make run's comparison saved, in fp32/bf16/int8 on eager, torch.compile, ONNX Runtime and
+# OpenVINO, against dense fp32 eager; the winners saved in the form that runs them (deployed/).
+DEPLOY_ARGS ?= --target 0.05
+$(OUT)/compare/deploy/frontier.json: $(OUT)/compare/compare.json
+	$(PY) scripts/deploy_frontier.py --checkpoint $(OUT)/train/model.pt --compare-dir $(OUT)/compare --overwrite \
+		$(DEPLOY_ARGS)
 
 # Claims that survive a retrain: the comparison on the seed-42 model and on SEEDS, each run with
 # its own recipe seed (scripts/replicate.py resumes its finished and interrupted runs).

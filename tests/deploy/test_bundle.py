@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import learnable_images
-from tests.deploy.nets import SmallNet
 from torch_impl.deploy.bundle import MANIFEST, load_deployment, logits_sha256, read_deployment, save_deployment
 from torch_impl.deploy.combos import OnnxFiles, build
 from torch_impl.deploy.precision import calibration_images
 from torch_impl.factorize import compress_model
+from torch_impl.model import SMALL_WIDTHS, build_model
 
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
 pytest.importorskip("openvino", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
@@ -20,7 +20,8 @@ pytest.importorskip("openvino", reason="the deploy extra (pip install -e '.[depl
 
 @pytest.fixture(scope="module")
 def low():
-    return compress_model(SmallNet().eval(), rank_fraction=0.25)[0]
+    """The project's network (self-describing on disk, as the torch runtimes' saved form needs), small."""
+    return compress_model(build_model(0, widths=SMALL_WIDTHS).eval(), rank_fraction=0.25)[0]
 
 
 @pytest.mark.parametrize("precision, runtime", [("int8-dynamic", "eager"), ("int8-static", "onnxruntime"),

@@ -87,9 +87,12 @@ def verdict_line(name: str, v: dict[str, Any], of: str = "dense") -> str:
         return head + f"**met** by {cite(c)} (chosen on validation)."
     text = head + "**missed**; " + (f"the most accurate on validation within the limit: {cite(c)}" if c
                                     else "no row is that fast")
+    if c is not None and v["within_pp"] is not None:
+        text += f" ({c['d_acc_pp'] + v['within_pp']:+.2f} pp from the line on test)"
     if near is not None:
         text += f"; the fastest within the line on validation: {cite(near)}"
-        text += f" (it would need to run {near['ratio'] / v['limit_ratio']:.2f}x faster)"
+        if near["ratio"] > v["limit_ratio"]:
+            text += f" (it would need to run {near['ratio'] / v['limit_ratio']:.2f}x faster)"
     return text + "."
 
 
