@@ -52,7 +52,13 @@ from torch_impl.deploy.frontier import (
     screen_limits,
     time_all,
 )
-from torch_impl.deploy.frontier_report import recommendation, recommendation_table, winners, write_frontier
+from torch_impl.deploy.frontier_report import (
+    recommendation,
+    recommendation_table,
+    rewrite_frontier,
+    winners,
+    write_frontier,
+)
 from torch_impl.deploy.precision import PRECISIONS, calibration_images
 from torch_impl.measure.latency import aa_check, batch_sizes_for
 from torch_impl.measure.text import split_text
@@ -70,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--assume-held-out", action="store_true",
                    help="trust that a checkpoint recording no training split never saw the validation images")
     p.add_argument("--out-dir", help="default: <compare-dir>/deploy, else runs/deploy")
+    p.add_argument("--report-only", action="store_true", help="rewrite FRONTIER.md from <out-dir>/frontier.json")
     add_overwrite_arg(p)
     add_data_args(p)
     add_timing_args(p, time_cap_s=1800)
@@ -88,6 +95,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  "(it saves the Pareto front by default) or pass --models")
         dirs += found
     out_dir = Path(args.out_dir or (Path(args.compare_dir) / "deploy" if args.compare_dir else "runs/deploy"))
+    if args.report_only:
+        try:
+            print(f"report: {rewrite_frontier(out_dir)}")
+        except ValueError as err:
+            fail(err)
+        return []
     return run_in_out_dir(out_dir, ("frontier.json", "FRONTIER.md"), args.overwrite, lambda out: _run(args, dirs, out))
 
 

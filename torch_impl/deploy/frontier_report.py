@@ -10,6 +10,7 @@ form here, each with why. ``frontier.json`` holds the same rows and the run's pr
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ def _left_out(screened: dict[str, dict[str, Any]], skipped: list[dict[str, str]]
     return lines if len(lines) > 2 else []
 
 
+def rewrite_frontier(out_dir: Path) -> Path:
+    """FRONTIER.md again from ``frontier.json`` (after a change to the report, without re-measuring)."""
+    path = out_dir / "frontier.json"
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: run scripts/deploy_frontier.py into {out_dir} first")
+    data = json.loads(path.read_text())
+    rows = [Result.from_row(r) for r in data.pop("rows")]
+    recs, screened, skipped = data.pop("recommendation"), data.pop("screened"), data.pop("skipped")
+    data.pop("targets", None)
+    return write_frontier(out_dir, rows, data, recs, screened, skipped)
+
+
 def write_frontier(out_dir: Path, results: list[Result], meta: dict[str, Any], recs: list[dict[str, Any]],
                    screened: dict[str, dict[str, Any]], skipped: list[dict[str, str]]) -> Path:
     """FRONTIER.md, frontier.json and frontier.csv in ``out_dir``; returns FRONTIER.md's path."""
@@ -140,7 +153,7 @@ def write_frontier(out_dir: Path, results: list[Result], meta: dict[str, Any], r
                 else "") + f"; test accuracy {100 * ref.test_acc:.2f}%.", "",
              f"Timing: {t['rounds']} rounds in {t['elapsed_s']:.0f} s, stopped by the {t['stopped_by']}."
              + (f" **{t['warning']}**" if t.get("warning") else ""),
-             "A/A control: " + "; ".join(f"{fmt_interval(*v, unit='x')} at batch {b:,}"
+             "A/A control: " + "; ".join(f"{fmt_interval(*v, unit='x')} at batch {int(b):,}"
                                          for b, v in meta["aa_control"].items())
              + (f" **{meta['aa_warning']}**" if meta.get("aa_warning") else ""), "",
              "## Recommendation", "", recommendation_table(recs), "",

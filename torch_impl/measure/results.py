@@ -25,7 +25,8 @@ from torch_impl.files import atomic_path, write_json
 # Keys of a row that say how the model was made; every other unknown key is a measurement.
 SETTING_KEYS = ("framework", "pooling", "mode", "rank_fraction", "ranks", "rule", "energy", "mlp_budget", "data_aware",
                 "ranks_from", "conv_ranks", "channels", "pool_fold", "pruned", "int8", "finetune_steps",
-                "distilled", "finetune_schedule", "nested_fraction", "latency_of_mlp_budget", "init")
+                "distilled", "finetune_schedule", "nested_fraction", "latency_of_mlp_budget", "init",
+                "deploy_model", "precision", "runtime")
 _LATENCY = re.compile(r"latency_(us|iqr_us|ratio|ratio_lo|ratio_hi)_b(\d+)$")
 _FIELDS = ("method", "family", "test_acc", "val_acc", "total_macs", "mlp_macs", "params", "bytes")
 CONTROL_FAMILY = "A/A control"  # a copy of the dense model, timed as if it were another method

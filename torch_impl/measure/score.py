@@ -72,6 +72,10 @@ def time_into(entries: list[tuple[Result, nn.Module]], images: torch.Tensor, bat
             result.latency_us[b], result.latency_iqr_us[b] = st.per_example_us, st.iqr_us
             result.latency_ratio[b], result.latency_ratio_lo[b], result.latency_ratio_hi[b] = (
                 st.ratio, st.ratio_lo, st.ratio_hi)
+            if not math.isnan(st.p90_us):  # small batches: the queries' 90th percentile beside the p50
+                result.measured.update({f"latency_p90_us_b{b}": st.p90_us, f"latency_p90_ratio_b{b}": st.p90_ratio,
+                                        f"latency_p90_ratio_lo_b{b}": st.p90_ratio_lo,
+                                        f"latency_p90_ratio_hi_b{b}": st.p90_ratio_hi})
             if roof is not None and result.total_macs:
                 result.measured[f"roofline_fraction_b{b}"] = roofline_fraction(
                     roof, result.total_macs, result.measured["weight_bytes_read"], b, st.per_example_us)
