@@ -26,7 +26,7 @@ def test_the_frontier_judges_targets_saves_winners_and_reloads_them(image_tree: 
     out = tmp_path / "deploy"
     args = ["--checkpoint", str(ckpt), "--models", str(tmp_path / "models" / "low"), "--data-dir", str(image_tree),
             "--cache-dir", str(cache_dir), "--precisions", "fp32", "int8-static", "--runtimes", "eager",
-            "onnxruntime", "openvino", "--min-rounds", "3", "--max-rounds", "3", "--queries", "10",
+            "onnxruntime", "--min-rounds", "3", "--max-rounds", "3", "--queries", "10",
             "--out-dir", str(out), "--no-progress-bar"]
     rows = load_script("deploy_frontier").main(args)
     keys = {r["method"] for r in rows}
@@ -45,3 +45,6 @@ def test_the_frontier_judges_targets_saves_winners_and_reloads_them(image_tree: 
     assert len(reloaded) == len(deployed) and all(line.startswith("identical") for line in reloaded)
     with pytest.raises(SystemExit, match="frontier.json"):  # a finished run is kept unless --overwrite
         load_script("deploy_frontier").main(args)
+    (out / "FRONTIER.md").unlink()  # the report again from frontier.json, nothing re-measured
+    assert load_script("deploy_frontier").main(["--out-dir", str(out), "--report-only"]) == []
+    assert (out / "FRONTIER.md").read_text() == report

@@ -62,7 +62,7 @@ def test_each_form_predicts_like_fp32_eager(setup, precision: str, runtime: str)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8-dynamic"])
+@pytest.mark.parametrize("precision", ["bf16", "int8-dynamic"])  # fp32: tests/deploy/test_runtimes.py
 def test_each_compiled_form_predicts_like_fp32_eager(setup, precision: str) -> None:
     _check(setup, precision, "compile")
 

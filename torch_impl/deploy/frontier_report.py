@@ -47,9 +47,11 @@ def recommendation(results: list[Result], saved: dict[str, str]) -> list[dict[st
     """Per budget, the combination chosen on validation, with where its deployable form is."""
     big = max(b for r in results for b in r.latency_ratio)
     rows = []
+    timed = any(not math.isnan(x.latency_ratio_lo.get(big, math.nan)) for x in results if x.method != REFERENCE)
     for budget, r in choose(results, BUDGETS):
         if r is None:
-            rows.append({"budget": budget, "key": None, "why": "no combination qualifies"})
+            rows.append({"budget": budget, "key": None, "why": "no combination qualifies" if timed else
+                         "undecided: too few timing rounds for an interval to hold a budget to"})
             continue
         model, precision, runtime = _parts(r)
         rows.append({"budget": budget, "key": r.method, "model": model, "precision": precision, "runtime": runtime,
@@ -128,9 +130,10 @@ def rewrite_frontier(out_dir: Path) -> Path:
         raise ValueError(f"{path} does not exist: run scripts/deploy_frontier.py into {out_dir} first")
     data = json.loads(path.read_text())
     rows = [Result.from_row(r) for r in data.pop("rows")]
-    recs, screened, skipped = data.pop("recommendation"), data.pop("screened"), data.pop("skipped")
+    saved = {r["key"]: r["deployed"] for r in data.pop("recommendation") if r.get("key") and r.get("deployed")}
+    screened, skipped = data.pop("screened"), data.pop("skipped")
     data.pop("targets", None)
-    return write_frontier(out_dir, rows, data, recs, screened, skipped)
+    return write_frontier(out_dir, rows, data, recommendation(rows, saved), screened, skipped)
 
 
 def write_frontier(out_dir: Path, results: list[Result], meta: dict[str, Any], recs: list[dict[str, Any]],
