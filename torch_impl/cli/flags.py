@@ -192,3 +192,16 @@ def fail(err: BaseException | str) -> NoReturn:
     message = f"error: {text.splitlines()[0] if text else type(err).__name__}"
     print(message, file=sys.stderr)
     raise InputError(message)
+
+
+def saved_model_dirs(models: list[str], compare_dir: str | None) -> list[Path]:
+    """``--models``, then every model a ``compare_methods.py --out-dir`` saved in its ``models/``
+    (``--compare-dir``); a compare dir without any ends the script in one line."""
+    dirs = [Path(d) for d in models]
+    if compare_dir:
+        found = sorted(p.parent for p in (Path(compare_dir) / "models").glob("*/manifest.json"))
+        if not found:
+            fail(f"no saved models under {Path(compare_dir) / 'models'}: run scripts/compare_methods.py "
+                 "(it saves the Pareto front by default) or pass --models")
+        dirs += found
+    return dirs

@@ -33,6 +33,7 @@ from torch_impl.cli.flags import (
     fail,
     make_parser,
     run_in_out_dir,
+    saved_model_dirs,
     timing_protocol,
 )
 from torch_impl.cli.process import flush_denormals
@@ -87,13 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     flush_denormals()  # before any parallel torch op: see torch_impl/cli/process.py
-    dirs = [Path(d) for d in args.models]
-    if args.compare_dir:
-        found = sorted(p.parent for p in (Path(args.compare_dir) / "models").glob("*/manifest.json"))
-        if not found:
-            fail(f"no saved models under {Path(args.compare_dir) / 'models'}: run scripts/compare_methods.py "
-                 "(it saves the Pareto front by default) or pass --models")
-        dirs += found
+    dirs = saved_model_dirs(args.models, args.compare_dir)
     out_dir = Path(args.out_dir or (Path(args.compare_dir) / "deploy" if args.compare_dir else "runs/deploy"))
     if args.report_only:
         try:

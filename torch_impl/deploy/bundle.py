@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from torch_impl.artifact import load_compressed, save_compressed
 from torch_impl.deploy.combos import TORCH_RUNTIMES, Built, Predict, check_runtime, ort_predict, torch_predict
@@ -85,13 +84,14 @@ def read_deployment(directory: str | Path) -> dict[str, Any]:
 
 
 def load_deployment(directory: str | Path, threads: int | None = None) -> tuple[Predict, dict[str, Any]]:
-    """``(predict, manifest)`` for a saved combination; ``threads``: default, as it was measured."""
+    """``(predict, manifest)`` for a saved combination. ``threads``: ONNX Runtime's and OpenVINO's
+    (default: as measured, ``manifest["threads"]``); the torch runtimes use the process's own
+    (``torch.set_num_threads``), which loading never changes."""
     manifest = read_deployment(directory)
     runtime, precision = manifest["runtime"], manifest["precision"]
     threads = threads or manifest["threads"]
     target = Path(directory) / manifest["file"]
     if runtime in TORCH_RUNTIMES:
-        torch.set_num_threads(threads)
         model, _ = load_compressed(target)
         return torch_predict(model, precision, runtime).predict, manifest
     if runtime == "onnxruntime":
