@@ -98,8 +98,27 @@ $(OUT)/seed%/model.pt: | install
 	$(PY) scripts/train.py --seed $* --out-dir $(OUT)/seed$* $$(test -d $(OUT)/seed$*/checkpoints && echo --resume) \
 		$(TRAIN_ARGS)
 
+# REPLICATE_ARGS go on to each comparison (scripts/replicate.py passes its other flags on).
+REPLICATE_ARGS ?= $(COMPARE_ARGS)
 replicate: $(OUT)/train/model.pt $(foreach s,$(SEEDS),$(OUT)/seed$(s)/model.pt)
-	$(PY) scripts/replicate.py --checkpoints $^ --out-dir $(OUT)/replicate
+	$(PY) scripts/replicate.py --checkpoints $^ --out-dir $(OUT)/replicate $(REPLICATE_ARGS)
+
+# make run SMOKE=1 (any value): every step at tiny size, the small network (96,64,64,32), a few
+# steps, 300 test images, 3 timing rounds: it checks an install or a change in a few minutes and
+# decides nothing. The suite runs it (tests/commands/test_make_run.py); pair it with OUT=elsewhere.
+# It stands after every ?= above because each line appends to that default.
+ifdef SMOKE
+SMOKE_DATA := --test-limit 300 --no-progress-bar
+SMOKE_TIMING := --min-rounds 3 --max-rounds 3 --queries 10
+TRAIN_ARGS += --widths 96,64,64,32 --steps 6 --batch-size 32 --eval-every 3 --ckpt-every 3 --train-limit 2000 \
+	$(SMOKE_DATA)
+SWEEP_ARGS += --fractions 1.0,0.5 $(SMOKE_DATA) $(SMOKE_TIMING)
+SMOKE_RECIPES := --finetune-steps 2 --distill-steps 2 --long-distill-steps 2 --calib-images 64 $(SMOKE_DATA) \
+	$(SMOKE_TIMING)
+COMPARE_ARGS += $(SMOKE_RECIPES)
+REPLICATE_ARGS += --recipes "SVD f=0.5;dense int8"
+DEPLOY_ARGS += --precisions fp32 int8-dynamic --runtimes eager onnxruntime $(SMOKE_DATA) $(SMOKE_TIMING)
+endif
 
 lint: install
 	$(VENV)/bin/ruff check .

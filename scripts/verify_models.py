@@ -3,7 +3,9 @@
 The code is torch_impl/commands/verify_models.py, also run as `svd-compress verify` once installed.
 """
 
-from torch_impl.commands.verify_models import main
+import sys
+
+from torch_impl.commands.verify_models import exit_status, main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))  # 1 when a model's predictions differ

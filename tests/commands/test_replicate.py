@@ -1,11 +1,15 @@
-"""scripts/replicate.py: one comparison per checkpoint, its own seed, resumed by rerunning."""
+"""scripts/replicate.py: one comparison per checkpoint, its own seed, resumed by rerunning; and
+``make replicate`` end to end at tiny size."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
+from tests.commands.conftest import SmokeRun, copy_of, make, real_data_env
 from tests.compare.test_replicate import write_run
 from tests.helpers import load_script
 
@@ -39,3 +43,16 @@ def test_each_checkpoint_gets_its_own_run_and_seed_and_a_rerun_reads_them_back(t
 def test_bad_requests_are_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=message):
         load_script("replicate").main([*argv, "--out-dir", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_make_replicate_trains_another_seed_and_counts_each_claim(smoke_run: SmokeRun, tmp_path: Path) -> None:
+    runs = copy_of(smoke_run, tmp_path)
+    done = make(["replicate", "SMOKE=1", "SEEDS=43", f"OUT={runs}"], env=real_data_env())
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert re.findall(r"scripts/(\w+)\.py", done.stdout) == ["train", "replicate"]  # seed 42's model is reused
+    rep = json.loads((runs / "replicate" / "replication.json").read_text())
+    assert len(rep["runs"]) == 2 and (runs / "replicate" / "REPLICATION.md").is_file()
+    for i in range(2):
+        compared = json.loads((runs / "replicate" / f"run{i}" / "compare.json").read_text())
+        assert {r["method"] for r in compared["rows"]} >= {"SVD f=0.5", "dense int8"}

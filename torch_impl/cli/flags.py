@@ -78,14 +78,14 @@ def holdout_fraction(text: str) -> float:
     return value
 
 
-def positive_int_list(count: int | None = None) -> Callable[[str], list[int]]:
+def positive_int_list(count: int | None = None, example: str = "10000,1") -> Callable[[str], list[int]]:
     """An argparse ``type`` for comma-separated whole numbers of at least 1 (exactly ``count`` of them)."""
     def parse(text: str) -> list[int]:
         parts = [t.strip() for t in text.split(",") if t.strip()]
         values = [positive_int(t) for t in parts]  # its ArgumentTypeError names the bad item
         if not values or (count is not None and len(values) != count):
             want = f"{count} comma-separated numbers" if count else "comma-separated numbers"
-            raise argparse.ArgumentTypeError(f"expected {want} like 10000,1, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {want} like {example}, got {text!r}")
         return values
     return parse
 

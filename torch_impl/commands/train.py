@@ -22,11 +22,12 @@ from torch_impl.cli.flags import (
     make_parser,
     nonnegative_int,
     positive_int,
+    positive_int_list,
 )
 from torch_impl.cli.process import flush_denormals, stop_on_signals
 from torch_impl.cli.rundir import check_free_disk, own_out_dir
 from torch_impl.data import DataError
-from torch_impl.model import DEFAULT_POOLING, POOLINGS
+from torch_impl.model import DEFAULT_POOLING, HIDDEN_WIDTHS, POOLINGS
 from torch_impl.parity.jax_training import run_jax_training
 from torch_impl.training import PRECISIONS, PRESETS, config_from_preset, run_training
 
@@ -48,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
                    help="spatial: 2x2 pools over H and W, the network the take-home meant (default); haiku: "
                         "the take-home's hk.AvgPool as Haiku runs it, over W and C (30.5 M parameters)")
+    p.add_argument("--widths", type=positive_int_list(len(HIDDEN_WIDTHS), "96,64,64,32"),
+                   default=",".join(map(str, HIDDEN_WIDTHS)),
+                   help="the MLP's four hidden widths (a smaller network trains in seconds: smoke runs, "
+                        "the tests' 96,64,64,32); every later script reads them from model.pt")
     p.add_argument("--eval-every", type=positive_int, help="validate the EMA every N steps")
     p.add_argument("--ckpt-every", type=positive_int, help="checkpoint every N steps (resume loses at most N)")
     add_data_args(p)
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator, devices = lightning_device(args.device, devices)
         cfg = config_from_preset(
             args.preset, steps=args.steps, batch_size=args.batch_size, seed=args.seed, pooling=args.pooling,
-            eval_every=args.eval_every, ckpt_every=args.ckpt_every, data_dir=args.data_dir,
+            widths=tuple(args.widths), eval_every=args.eval_every, ckpt_every=args.ckpt_every, data_dir=args.data_dir,
             cache_dir=args.cache_dir, out_dir=args.out_dir, download=args.download,
             val_fraction=args.val_fraction, train_limit=args.train_limit, test_limit=args.test_limit,
             accelerator=accelerator, devices=devices, strategy=args.strategy,
@@ -100,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
         if args.framework == "jax" and args.resume:
             raise ValueError("--resume is for the torch trainer; a jax_ref run restarts from the init")
+        if args.framework == "jax" and tuple(args.widths) != HIDDEN_WIDTHS:
+            raise ValueError("--widths is for the torch trainer; jax_ref trains the take-home's widths")
         if args.framework == "jax" and (args.precision != "32-true" or args.compile):
             raise ValueError("--precision and --compile are for the torch trainer; jax_ref trains in fp32 under XLA")
     except ValueError as err:

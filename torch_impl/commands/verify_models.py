@@ -74,5 +74,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return out
 
 
+def exit_status(rows: list[dict]) -> int:
+    """1 when any model's logits differ from those it was saved with (the script's and
+    ``svd-compress verify``'s status)."""
+    return 0 if all(r["identical"] for r in rows) else 1
+
+
 if __name__ == "__main__":
-    sys.exit(0 if all(r["identical"] for r in main()) else 1)
+    sys.exit(exit_status(main()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,13 +39,15 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
               fractions: Iterable[float] = DEFAULT_FRACTIONS, modes: Iterable[str] = MODES,
               batch_sizes: Iterable[int] = DEFAULT_BATCH_SIZES, progress: bool = True, control: bool = True,
               yardstick: bool = False, roofline: bool = True, device: str | torch.device | None = None,
-              protocol: TimingProtocol = DEFAULT_TIMING) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              protocol: TimingProtocol = DEFAULT_TIMING,
+              journal: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The dense baseline, its A/A control (``control``), then one row per (mode, fraction),
     each evaluated on the test set and all timed together in interleaved rounds
     (``torch_impl.measure.latency``); returns the rows and the timing summary (``timing_summary``;
     with ``yardstick``, also ``PlainEager``'s time over the harness's for the dense model).
     ``device`` (default: the model's) is where every point is evaluated and timed; the
-    caller's model stays where it is."""
+    caller's model stays where it is. ``journal``: a file that keeps each finished timing round,
+    so that a killed sweep of the same points resumes from them (``round_journal``)."""
     model = model.eval()
     if device is not None and torch.device(device) != next(model.parameters()).device:
         model = copy.deepcopy(model).to(device)
@@ -78,7 +81,7 @@ def run_sweep(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         chunks[len(entries) - 1] = None
         entries[-1][0].measured["weight_bytes_read"] = dense.measured["weight_bytes_read"]
     roof = measure_roofline(device, dense.measured["weight_bytes_read"]) if roofline else None
-    rounds = time_into(entries, images, batch_sizes, roof, chunks, progress, protocol=protocol)
+    rounds = time_into(entries, images, batch_sizes, roof, chunks, progress, journal=journal, protocol=protocol)
     summary = timing_summary(rounds, entries[CONTROL_INDEX][0] if control else None, roof)
     if yardstick:
         plain = entries.pop()[0]
