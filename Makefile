@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (README.md):
 #   make run        install, train (CPU preset), sweep ranks, compare the deciding set of compression
 #                   methods; ends with the recommendation (runs/compare/REPORT.md, recommended.json)
-#   make test       install, lint (ruff), run every unit and parity test
+#   make test       install, lint (ruff, the pyrefly type check), run every unit, parity and end-to-end test
 # More:
 #   make run-all    make run, then the torch-vs-JAX parity report, every recipe, and the runtime matrix
 #   make replicate  train two more seeds (SEEDS) and run the comparison on all three: which claims hold
@@ -120,8 +120,11 @@ REPLICATE_ARGS += --recipes "SVD f=0.5;dense int8"
 DEPLOY_ARGS += --precisions fp32 int8-dynamic --runtimes eager onnxruntime $(SMOKE_DATA) $(SMOKE_TIMING)
 endif
 
+# ruff, then the type check (pyrefly, configured in pyproject.toml): a call that no longer fits the
+# function it calls fails here, before any test runs.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pyrefly check --summary=none
 
 test: lint
 	$(PY) -m pytest -q --durations=25

@@ -277,9 +277,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.resume_step = 0  # optimizer steps already taken: the training order starts after them
+        self._prepared = False
 
     def prepare_data(self) -> None:
-        load_cifar10(self.hparams.data_dir, self.hparams.cache_dir, self.hparams.download)
+        if not self._prepared:  # once per process: a trainer may call it after the caller did
+            load_cifar10(self.hparams.data_dir, self.hparams.cache_dir, self.hparams.download)
+            self._prepared = True
 
     def numpy_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{"train"|"val"|"test": (uint8 images NHWC, int64 labels)}``, shared with ``jax_ref``."""

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 
 from torch_impl.model import DEFAULT_POOLING, HIDDEN_WIDTHS, NUM_CLASSES, build_model
@@ -109,7 +110,7 @@ class LitClassifier(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_acc, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         fused = self.hparams.fused_adam
         if fused is None:  # the fused kernel exists on CPU and CUDA; foreach elsewhere
             fused = self.device.type in ("cpu", "cuda")

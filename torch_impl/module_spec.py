@@ -38,7 +38,7 @@ def module_spec(m: nn.Module) -> dict[str, Any]:
         return {"type": "Net", "pooling": m.pooling, "widths": list(m.widths),
                 "children": {n: module_spec(c) for n, c in m.named_children()}}
     if t is nn.Sequential:
-        return {"type": "Sequential", "children": [module_spec(c) for c in m]}
+        return {"type": "Sequential", "children": [module_spec(c) for c in m.children()]}
     if t is nn.Linear:
         return {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features,
                 "bias": m.bias is not None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -128,6 +129,10 @@ def run_training(cfg: TrainConfig, resume: bool = False,
     dm = CIFAR10DataModule(cfg.data_dir, cfg.cache_dir, batch_size=cfg.batch_size,
                            val_fraction=cfg.val_fraction, split_seed=0, download=cfg.download,
                            train_limit=cfg.train_limit, test_limit=cfg.test_limit, shuffle_seed=cfg.seed)
+    # The data before the Trainer: offline, its one-line error comes before Lightning's set-up
+    # lines. Local rank 0 only, as Lightning's own prepare_data call (one download per machine).
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        dm.prepare_data()
     module = LitClassifier(init_seed=cfg.seed, pooling=cfg.pooling, compile=cfg.compile, widths=cfg.widths)
     ema = TakeHomeEMA()
     trainer = make_trainer(cfg, [ema, *(callbacks or [])])

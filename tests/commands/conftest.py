@@ -8,6 +8,7 @@ are what the other commands' end-to-end tests start from, as a user's commands s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,11 @@ def make(args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -
         env.pop(k, None)
     return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", f"PY={sys.executable}", *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
+
+
+def steps_run(stdout: str) -> list[str]:
+    """The scripts make started, in order (the lines make echoes: the interpreter, then the script)."""
+    return re.findall(r"^\S*python\S* scripts/(\w+)\.py", stdout, flags=re.M)
 
 
 def real_data_env() -> dict[str, str]:

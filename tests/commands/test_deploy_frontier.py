@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.commands.conftest import SmokeRun, copy_of, make, real_data_env
+from tests.commands.conftest import SmokeRun, copy_of, make, real_data_env, steps_run
 from tests.helpers import load_script
 
 pytest.importorskip("onnxruntime", reason="the deploy extra (pip install -e '.[deploy]') is not installed")
@@ -22,7 +21,7 @@ def test_make_deploy_judges_targets_saves_winners_and_reloads_them(smoke_run: Sm
     runs = copy_of(smoke_run, tmp_path)
     done = make(["deploy", "SMOKE=1", f"OUT={runs}"], env=real_data_env())
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    assert re.findall(r"scripts/(\w+)\.py", done.stdout) == ["deploy_frontier"]  # make run's steps were done
+    assert steps_run(done.stdout) == ["deploy_frontier"]  # make run's steps were done
     out = runs / "compare" / "deploy"
     report = (out / "FRONTIER.md").read_text()
     for head in ("## Recommendation", "## Targets (chosen on validation, judged on test)", "## Every timed combination",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands.conftest import SmokeRun, make
+from tests.commands.conftest import SmokeRun, copy_of, make, steps_run
 from tests.conftest import REAL_DATA
 from tests.helpers import ROOT
 
@@ -28,11 +28,6 @@ PROMISED = {
     "sweep": ("sweep.json", "sweep.csv"),
     "compare": ("compare.json", "compare.csv", "REPORT.md", "recommended.json", "pareto.png"),
 }
-
-
-def steps_run(stdout: str) -> list[str]:
-    """The scripts make started, in order."""
-    return re.findall(r"scripts/(\w+)\.py", stdout)
 
 
 def failed(done) -> str:
@@ -58,15 +53,14 @@ def test_make_run_trains_sweeps_compares_and_ends_with_the_recommendation(smoke_
     assert recommended and smoke_run.models()
 
 
-def test_a_rerun_skips_finished_steps_and_a_retrain_redoes_the_later_ones(smoke_run: SmokeRun) -> None:
+def test_a_rerun_skips_finished_steps_and_a_retrain_redoes_the_later_ones(smoke_run: SmokeRun, tmp_path: Path) -> None:
     assert smoke_run.done.returncode == 0, failed(smoke_run.done)
-    again = make(["run", "SMOKE=1", f"OUT={smoke_run.out}"], env={**os.environ, "CIFAR10_DIR": "/nonexistent"})
+    runs = copy_of(smoke_run, tmp_path)
+    again = make(["run", "SMOKE=1", f"OUT={runs}"], env={**os.environ, "CIFAR10_DIR": "/nonexistent"})
     assert again.returncode == 0 and steps_run(again.stdout) == [], failed(again)  # nothing reads the data again
     assert "## Recommendation" in again.stdout
-    model = smoke_run.checkpoint
-    future = model.stat().st_mtime + 5
-    os.utime(model, (future, future))  # as a retrain leaves it: newer than every later step's results
-    redo = make(["run", "SMOKE=1", f"OUT={smoke_run.out}"], env={**os.environ, "CIFAR10_DIR": str(REAL_DATA)})
+    os.utime(runs / "train" / "model.pt")  # as a retrain leaves it: newer than every later step's results
+    redo = make(["run", "SMOKE=1", f"OUT={runs}"], env={**os.environ, "CIFAR10_DIR": str(REAL_DATA)})
     assert redo.returncode == 0, failed(redo)
     assert steps_run(redo.stdout) == ["sweep_ranks", "compare_methods"]
     for line in redo.stdout.splitlines():

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.commands.conftest import SmokeRun, copy_of, make, real_data_env
+from tests.commands.conftest import SmokeRun, copy_of, make, real_data_env, steps_run
 from tests.compare.test_replicate import write_run
 from tests.helpers import load_script
 
@@ -50,7 +49,7 @@ def test_make_replicate_trains_another_seed_and_counts_each_claim(smoke_run: Smo
     runs = copy_of(smoke_run, tmp_path)
     done = make(["replicate", "SMOKE=1", "SEEDS=43", f"OUT={runs}"], env=real_data_env())
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    assert re.findall(r"scripts/(\w+)\.py", done.stdout) == ["train", "replicate"]  # seed 42's model is reused
+    assert steps_run(done.stdout) == ["train", "replicate"]  # seed 42's model is reused
     rep = json.loads((runs / "replicate" / "replication.json").read_text())
     assert len(rep["runs"]) == 2 and (runs / "replicate" / "REPLICATION.md").is_file()
     for i in range(2):

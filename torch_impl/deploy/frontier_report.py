@@ -80,7 +80,7 @@ def recommendation_table(rows: list[dict[str, Any]]) -> str:
             out.append(f"| {r['budget']} | {r['why']} |" + " |" * (len(head) - 2))
             continue
         out.append(f"| {r['budget']} | {r['model']} | {r['precision']} | {r['runtime']} | "
-                   f"{fmt_interval(*r['test_diff_pp'], '+.2f')} | {p_text(r['test_mcnemar_p'])} | "
+                   f"{fmt_interval(*r['test_diff_pp'], spec='+.2f')} | {p_text(r['test_mcnemar_p'])} | "
                    f"{fmt_interval(*r['ratio'], unit='x')} at batch {r['batch_size']:,} | "
                    + (f"`{r['deployed']}`" if r["deployed"] else "not saved") + " |")
     return "\n".join(out)
@@ -106,7 +106,8 @@ def rows_table(results: list[Result]) -> str:
             notes.append(f"OpenVINO ran {r.get('inference_precision')}")
         if r.get("timing_stopped"):
             notes.append(f"timing stopped: {r.get('timing_stopped')}")
-        v = verdict(*(r.get(f"test_diff{s}", 0.0) for s in ("", "_lo", "_hi")), r.get("test_mcnemar_p", 1.0))
+        d, lo, hi = (r.get(f"test_diff{s}", 0.0) for s in ("", "_lo", "_hi"))
+        v = verdict(d, lo, hi, r.get("test_mcnemar_p", 1.0))
         if "disagree" in v:
             notes.append("(tests disagree)")
         out.append(f"| {model} | {precision} | {runtime} | {100 * r.val_acc:.2f} | {100 * r.test_acc:.2f} | "

@@ -95,6 +95,6 @@ def describe_timing(timing: dict[str, Any]) -> str:
                      f"read {roof['read_bytes_per_s'] / 1e9:.1f} GB/s (copy {roof['copy_bytes_per_s'] / 1e9:.1f})")
     if y := timing.get("plain_nchw_eager_over_dense"):
         lines.append(f"yardstick: the plain NCHW eager dense model takes "
-                     f"{fmt_interval(y['ratio'], *y['interval'], '.2f', 'x')} the harness's time; "
+                     f"{fmt_interval(y['ratio'], *y['interval'], spec='.2f', unit='x')} the harness's time; "
                      "it puts other days' latencies on one scale")
     return "\n".join(lines)
