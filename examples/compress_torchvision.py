@@ -23,7 +23,7 @@ original = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num
 torch.nn.init.normal_(original.heads.head.weight, std=0.05)  # torchvision starts the head at zero
 model = copy.deepcopy(original)
 print(report_table(factorize_(model, LowRankConfig(rank_fraction=0.25))))  # attention out_proj: kept, and why
-x = torch.randn(256, 3, 32, 32)
+x = torch.randn(64, 3, 32, 32)
 with tempfile.TemporaryDirectory() as d, torch.no_grad():
     save_compressed(f"{d}/vit", model, base_model=original)  # only the replaced layers are stored
     loaded, _ = load_compressed(f"{d}/vit", base_model=copy.deepcopy(original))
