@@ -18,7 +18,7 @@ from torch_impl.measure.latency import TimingProtocol
 from torch_impl.measure.paired import time_against_original
 
 torch.manual_seed(0)
-original = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=4, num_heads=4,
+original = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=4,
                                                 hidden_dim=256, mlp_dim=1024, num_classes=10).eval()
 torch.nn.init.normal_(original.heads.head.weight, std=0.05)  # torchvision starts the head at zero
 model = copy.deepcopy(original)

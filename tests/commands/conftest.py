@@ -76,11 +76,3 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     env = real_data_env()
     out = tmp_path_factory.mktemp("smoke") / "runs"
     return SmokeRun(out, make(["run", "SMOKE=1", f"OUT={out}"], env=env))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs two workers), the tests that read the smoke run go to
-    one worker (``--dist loadgroup``), so that it is made once."""
-    for item in items:
-        if "smoke_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke_run"))

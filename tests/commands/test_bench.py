@@ -10,6 +10,7 @@ import pytest
 
 from tests.commands.conftest import real_data_env
 from torch_impl.commands.main import run as svd_compress
+from torch_impl.measure.train_bench import AA_SUFFIX
 
 pytestmark = pytest.mark.slow
 
@@ -27,5 +28,7 @@ def test_bench_training_compares_ways_beside_an_aa_control(tmp_path: Path) -> No
     _, result = svd_compress(["bench-training", "--ways", "eager", "--blocks", "2", "--steps", "2", "--warmup", "1",
                               "--batch-size", "16", "--out-dir", str(tmp_path), "--data-dir",
                               real_data_env()["CIFAR10_DIR"], "--no-progress-bar"])
+    assert [r["way"] for r in result["rows"]] == ["eager", "eager" + AA_SUFFIX]  # the control: eager again
+    assert all(len(r["ms_per_step_per_block"]) == 2 and r["images_per_s"] > 0 for r in result["rows"])
     saved = json.loads((tmp_path / "bench_training_torch.json").read_text())
-    assert saved["provenance"] and result["provenance"] == saved["provenance"]
+    assert saved["provenance"] and [r["way"] for r in saved["rows"]] == [r["way"] for r in result["rows"]]

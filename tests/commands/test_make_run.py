@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tests.commands.conftest import SmokeRun, copy_of, make, steps_run
-from tests.conftest import REAL_DATA
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow

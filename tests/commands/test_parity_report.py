@@ -10,6 +10,7 @@ import pytest
 
 from tests.commands.conftest import SmokeRun, real_data_env
 from torch_impl.commands.main import run as svd_compress
+from torch_impl.parity.framework_latency import HARNESS, WAYS, fair_table
 
 pytestmark = pytest.mark.slow
 ACC_TOL = 0.01  # torch and JAX on the same weights: the same predictions but for near-ties (300 images)
@@ -30,3 +31,13 @@ def test_parity_report_sweeps_both_frameworks_on_the_same_weights(smoke_run: Smo
         by_point.setdefault((r.get("mode"), r.get("rank_fraction")), {})[r["framework"]] = r["test_acc"]
     paired = [accs for accs in by_point.values() if len(accs) == 2]
     assert paired and all(abs(a["torch"] - a["jax"]) <= ACC_TOL for a in paired), by_point
+    # the fair latency: every point in both frameworks both ways, and torch's harness beside them
+    fair = saved["fair_latency"]
+    points = list(dict.fromkeys(r["point"] for r in fair))
+    assert points == ["dense", "factorized f=0.5", "factorized f=0.1"]
+    assert [(r["point"], r["way"]) for r in fair] == [(p, w) for p in points for w in (*WAYS.values(), HARNESS)]
+    for r in fair:
+        assert r["torch_us"] > 0
+        if r["way"] != HARNESS:
+            assert r["jax_us"] > 0 and r["torch_over_jax_lo"] <= r["torch_over_jax"] <= r["torch_over_jax_hi"]
+    assert saved["timing"]["fair"]["rounds"] == 3 and "chunks of 256 images" in fair_table(fair)
