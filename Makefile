@@ -104,7 +104,7 @@ replicate: $(OUT)/train/model.pt $(foreach s,$(SEEDS),$(OUT)/seed$(s)/model.pt)
 	$(PY) scripts/replicate.py --checkpoints $^ --out-dir $(OUT)/replicate $(REPLICATE_ARGS)
 
 # make run SMOKE=1 (any value): every step at tiny size, the small network (96,64,64,32), a few
-# steps, 300 test images, 3 timing rounds: it checks an install or a change in a few minutes and
+# steps, 300 test images, 3 timing rounds: it checks an install or a change in about a minute and
 # decides nothing. The suite runs it (tests/commands/test_make_run.py); pair it with OUT=elsewhere.
 # It stands after every ?= above because each line appends to that default.
 ifdef SMOKE

@@ -104,12 +104,12 @@ def compute_eval_metrics(apply_fn: Callable, params: hk.Params, images: np.ndarr
                          n_samples: int, warmup: int = 2) -> tuple[float, list[float]]:
     """The take-home's metric: accuracy on the batch, and the seconds per call for ``n_samples``
     calls after ``warmup`` (compilation included there), each ended by ``block_until_ready``."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     predict = jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x), axis=-1))
     # Both on the device before timing: numpy parameters would be copied in on every call
     # (157 MB for the full-rank factorized net), which is not inference time.
     params, images = jax.device_put(params), jax.device_put(images)
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     preds = None
     for _ in range(warmup):
         preds = predict(params, images).block_until_ready()
